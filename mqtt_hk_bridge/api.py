@@ -1,0 +1,119 @@
+"""The bridge's own topics: `bridge/request/*` -> `bridge/response/*`, `bridge/event`,
+`bridge/info` and the `bridge/devices` catalogue.
+
+Features register request handlers and catalogue sources here; none of them builds a
+`bridge/...` topic or response payload itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from . import const
+from .errors import BridgeError, NotConnectedError, PayloadError
+from .mqtt.link import MqttLink
+from .mqtt.payloads import payload_text
+from .mqtt.topics import bridge_topic
+
+_LOGGER = logging.getLogger(__name__)
+
+RequestHandler = Callable[[dict[str, Any]], Awaitable[Any]]
+CatalogueSource = Callable[[], list[dict[str, Any]]]
+
+
+class BridgeApi:
+    def __init__(self, link: MqttLink, base_topic: str) -> None:
+        self._link = link
+        self._base = base_topic
+        self._handlers: dict[str, RequestHandler] = {}
+        self._sources: list[CatalogueSource] = []
+        self._info: Callable[[], dict[str, Any]] = dict
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._catalogue_pending = False
+        self._last_catalogue: str | None = None
+
+    def register(self, action: str, handler: RequestHandler) -> None:
+        """`handler(body)` answers `bridge/request/<action>`; raise BridgeError to refuse."""
+        self._handlers[action] = handler
+
+    def add_catalogue_source(self, source: CatalogueSource) -> None:
+        self._sources.append(source)
+
+    def set_info(self, info: Callable[[], dict[str, Any]]) -> None:
+        self._info = info
+
+    def _publish(self, topic: str, payload: str, *, retain: bool = False) -> None:
+        try:
+            self._link.publish(topic, payload, retain=retain)
+        except NotConnectedError:
+            # Retained bridge topics are all republished on the next connect.
+            _LOGGER.debug("Not connected; %s waits for the next connect", topic)
+
+    def event(self, kind: str, message: str, **details: Any) -> None:
+        """A problem or notice a user must see: a log line and a JSON `bridge/event`."""
+        _LOGGER.warning("%s: %s", kind, message)
+        body = {"type": kind, "message": message, "time": round(time.time(), 3), **details}
+        self._publish(bridge_topic(self._base, const.BRIDGE_EVENT), json.dumps(body))
+
+    def publish_info(self) -> None:
+        info = json.dumps(self._info(), sort_keys=True)
+        self._publish(bridge_topic(self._base, const.BRIDGE_INFO), info, retain=True)
+
+    def catalogue(self) -> list[dict[str, Any]]:
+        devices = [device for source in self._sources for device in source()]
+        return sorted(devices, key=lambda device: str(device["id"]))
+
+    def catalogue_changed(self) -> None:
+        """Republish `bridge/devices` soon; changes in one loop turn are sent once."""
+        if self._catalogue_pending:
+            return
+        self._catalogue_pending = True
+        asyncio.get_running_loop().call_soon(self._publish_catalogue)
+
+    def _publish_catalogue(self, force: bool = False) -> None:
+        self._catalogue_pending = False
+        text = json.dumps(self.catalogue(), sort_keys=True)
+        if text == self._last_catalogue and not force:
+            return
+        self._last_catalogue = text
+        self._publish(bridge_topic(self._base, const.BRIDGE_DEVICES), text, retain=True)
+
+    async def republish(self) -> None:
+        """After a (re)connect: the retained bridge topics, whatever the broker lost."""
+        self.publish_info()
+        self._publish_catalogue(force=True)
+
+    def handle_request(self, action: str, payload: bytes) -> None:
+        task = asyncio.get_running_loop().create_task(self._answer(action, payload))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _answer(self, action: str, payload: bytes) -> None:
+        body: dict[str, Any] = {}
+        response: dict[str, Any]
+        try:
+            text = payload_text(payload)
+            parsed = json.loads(text) if text else {}
+            if not isinstance(parsed, dict):
+                raise PayloadError("a request body must be a JSON object")
+            body = parsed
+            handler = self._handlers.get(action)
+            if handler is None:
+                known = ", ".join(sorted(self._handlers))
+                raise BridgeError(f"unknown request {action!r} (known: {known})")
+            response = {"status": "ok", "data": await handler(body)}
+        except (BridgeError, ValueError) as err:
+            response = {"status": "error", "error": str(err)}
+        except Exception as err:
+            _LOGGER.exception("Request %s failed", action)
+            response = {"status": "error", "error": f"internal error: {err}"}
+        if "transaction" in body:
+            response["transaction"] = body["transaction"]
+        if response["status"] == "error":
+            _LOGGER.warning("Request %s refused: %s", action, response["error"])
+        self._publish(bridge_topic(self._base, const.BRIDGE_RESPONSE, action), json.dumps(response))
