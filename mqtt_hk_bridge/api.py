@@ -82,10 +82,10 @@ class BridgeApi:
             return
         self._last_catalogue = text
         self._publish(bridge_topic(self._base, const.BRIDGE_DEVICES), text, retain=True)
+        self.publish_info()  # it counts the accessories
 
     async def republish(self) -> None:
         """After a (re)connect: the retained bridge topics, whatever the broker lost."""
-        self.publish_info()
         self._publish_catalogue(force=True)
 
     def handle_request(self, action: str, payload: bytes) -> None:

@@ -129,7 +129,11 @@ def decode(payload: bytes, info: CharInfo) -> HapValue:
     text = payload_text(payload)
     if not text:
         raise PayloadError("empty payload")
-    raw = _unwrap(text)
+    return coerce(_unwrap(text), info)
+
+
+def coerce(raw: Any, info: CharInfo) -> HapValue:
+    """`raw` (text or a JSON scalar) as a valid value of the characteristic, or PayloadError."""
     if info.format == "bool":
         return _to_bool(raw)
     if info.format in NUMERIC_FORMATS:
@@ -165,17 +169,3 @@ def encode(value: Any) -> str:
     if isinstance(value, str):
         return value
     return json.dumps(value, separators=(",", ":"))
-
-
-def default_value(info: CharInfo) -> HapValue:
-    """The value a required characteristic has before its device publishes one."""
-    if info.format == "bool":
-        return False
-    if info.valid_values:
-        return info.valid_values[0]
-    if info.format in NUMERIC_FORMATS:
-        low = info.min_value if info.min_value is not None else 0
-        high = info.max_value
-        zero = max(low, 0) if high is None else min(max(low, 0), high)
-        return float(zero) if info.format == "float" else int(zero)
-    return ""

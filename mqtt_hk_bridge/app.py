@@ -1,0 +1,123 @@
+"""Builds the bridge and runs it on one asyncio loop: one MQTT connection, one zeroconf,
+the accessory side (HAP-python) and the controller side (aiohomekit).
+
+Start order: state is loaded and every known accessory built before HAP is published;
+MQTT connects in the background (the HAP side works while the broker is away).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict
+from typing import Any
+
+from zeroconf import InterfaceChoice
+from zeroconf.asyncio import AsyncZeroconf
+
+from . import __version__, const
+from .api import BridgeApi
+from .config import Config
+from .errors import TopicError
+from .exposer.bridge import quiet_hap_protocol_logging
+from .exposer.side import ExposerSide
+from .mqtt import topics
+from .mqtt.link import IncomingMessage, MqttLink
+from .store import ensure_private_dir
+
+_LOGGER = logging.getLogger(__name__)
+
+#: A bad topic is reported at most once a minute, so a flood cannot flood the log (T09).
+REJECT_REPORT_INTERVAL = 60.0
+REJECT_MEMORY = 1024
+
+
+class App:
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.rejected_messages = 0
+        self._reject_reported: OrderedDict[str, float] = OrderedDict()
+        self._started = asyncio.Event()
+        self.link = MqttLink(
+            config.mqtt,
+            subscriptions=topics.subscriptions(config.base_topic),
+            will_topic=topics.bridge_topic(config.base_topic, const.BRIDGE_STATE),
+            on_message=self._on_message,
+            reconnect_max=config.timing.reconnect_max,
+        )
+        self.api = BridgeApi(self.link, config.base_topic)
+        self.exposer: ExposerSide | None = None
+
+    async def wait_started(self) -> None:
+        await self._started.wait()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Run until `stop` is set; then say goodbye on MQTT and stop in reverse order."""
+        quiet_hap_protocol_logging()
+        ensure_private_dir(self.config.data_dir)
+        interfaces = self.config.zeroconf_interfaces
+        zeroconf = AsyncZeroconf(interfaces=list(interfaces) if interfaces else InterfaceChoice.All)
+        try:
+            self.exposer = ExposerSide(
+                config=self.config,
+                link=self.link,
+                api=self.api,
+                zeroconf=zeroconf,
+                version=__version__,
+            )
+            self.exposer.driver.pairing_changed = self.api.publish_info
+            self.api.set_info(self._info)
+            self.link.add_connect_hook(self.api.republish)
+            await self.exposer.start()
+            link_task = asyncio.get_running_loop().create_task(self.link.run())
+            self._started.set()
+            try:
+                await stop.wait()
+            finally:
+                await self.link.close()
+                link_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await link_task
+                await self.exposer.stop()
+        finally:
+            await zeroconf.async_close()
+
+    def _info(self) -> dict[str, Any]:
+        exposer = self.exposer
+        assert exposer is not None
+        return {
+            "version": __version__,
+            "hap_device_id": exposer.driver.state.mac,
+            "hap_port": self.config.homekit.port,
+            "paired": exposer.paired,
+            "accessories": len(exposer.bridge.accessories),
+            "mqtt_protocol": self.link.protocol,
+        }
+
+    def _on_message(self, message: IncomingMessage) -> None:
+        try:
+            parsed = topics.parse(message.topic, self.config.base_topic)
+        except TopicError as err:
+            self._reject(message.topic, err)
+            return
+        if isinstance(parsed, topics.BridgeTopic):
+            path = parsed.path
+            if len(path) >= 2 and path[0] == const.BRIDGE_REQUEST:
+                self.api.handle_request("/".join(path[1:]), message.payload)
+            return
+        if self.exposer is not None:
+            self.exposer.handle(parsed, message)
+
+    def _reject(self, topic: str, err: TopicError) -> None:
+        self.rejected_messages += 1
+        now = time.monotonic()
+        last = self._reject_reported.get(topic)
+        if last is not None and now - last < REJECT_REPORT_INTERVAL:
+            return
+        self._reject_reported[topic] = now
+        self._reject_reported.move_to_end(topic)
+        while len(self._reject_reported) > REJECT_MEMORY:
+            self._reject_reported.popitem(last=False)
+        self.api.event("invalid_topic", str(err), topic=topic[:512])

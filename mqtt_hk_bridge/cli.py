@@ -1,0 +1,76 @@
+"""Command line: argument parsing only; the work is in app.py and the sides."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from . import __version__
+from .app import App
+from .config import Config, load
+from .errors import BridgeError
+
+DEFAULT_CONFIG = Path("bridge.yaml")
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+async def _run(config: Config) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await App(config).run(stop)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    config = load(args.config)
+    _setup_logging(args.log_level or config.log_level)
+    asyncio.run(_run(config))
+    return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    load(args.config)
+    print(f"{args.config}: OK")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mqtt-hk-bridge", description="Bridge an MQTT broker and Apple HomeKit."
+    )
+    parser.add_argument("--version", action="version", version=__version__)
+    parser.add_argument(
+        "-c", "--config", type=Path, default=DEFAULT_CONFIG, help="bridge.yaml to use"
+    )
+    sub = parser.add_subparsers(dest="command")
+    run = sub.add_parser("run", help="run the bridge (the default)")
+    run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    run.set_defaults(func=_cmd_run)
+    check = sub.add_parser("check-config", help="validate bridge.yaml and exit")
+    check.set_defaults(func=_cmd_check)
+    for subparser in (run, check):
+        subparser.add_argument("-c", "--config", type=Path, default=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        args = parser.parse_args([*(argv if argv is not None else sys.argv[1:]), "run"])
+    try:
+        return int(args.func(args))
+    except BridgeError as err:
+        print(f"mqtt-hk-bridge: {err}", file=sys.stderr)
+        return 2

@@ -1,0 +1,134 @@
+"""What MQTT devices have said: their services, last values and availability. No I/O.
+
+A device is made of services (`ServiceKey`), each holding the characteristic values that
+were published for it. The registry says whether a change is structural (the accessory
+database changes: new device, service or characteristic) or only a value.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+from .. import const
+from ..mqtt.payloads import HapValue
+from ..mqtt.topics import CharKey, ServiceKey
+
+
+class Change(enum.Enum):
+    NONE = "none"
+    VALUE = "value"
+    STRUCTURE = "structure"
+
+
+@dataclass
+class Device:
+    device_id: str
+    services: dict[ServiceKey, dict[str, HapValue]] = field(default_factory=dict)
+    #: What the availability topic said last; None when the device never used it.
+    online: bool | None = None
+    #: Wall-clock time of the last message from the device (survives restarts).
+    last_seen: float = 0.0
+    #: A name given by a `device/rename` request.
+    name: str | None = None
+
+    @property
+    def exposed_services(self) -> list[ServiceKey]:
+        """The services an accessory shows: all but the information service, in key order."""
+        return sorted(key for key in self.services if key.service != const.INFO_SERVICE)
+
+    def info(self, characteristic: str) -> HapValue | None:
+        return self.services.get(ServiceKey(const.INFO_SERVICE), {}).get(characteristic)
+
+    def value(self, key: CharKey) -> HapValue | None:
+        return self.services.get(key.service_key, {}).get(key.characteristic)
+
+    def available(self, now: float, expire_after: float | None) -> bool:
+        if self.online is False:
+            return False
+        return expire_after is None or now - self.last_seen <= expire_after
+
+
+class Registry:
+    def __init__(self) -> None:
+        self.devices: dict[str, Device] = {}
+
+    def set_value(self, device_id: str, key: CharKey, value: HapValue, now: float) -> Change:
+        device = self.devices.get(device_id)
+        change = Change.NONE
+        if device is None:
+            device = self.devices[device_id] = Device(device_id)
+            change = Change.STRUCTURE
+        device.last_seen = now
+        values = device.services.get(key.service_key)
+        if values is None:
+            values = device.services[key.service_key] = {}
+            change = Change.STRUCTURE
+        if key.characteristic not in values:
+            change = Change.STRUCTURE
+        elif values[key.characteristic] != value and change is Change.NONE:
+            change = Change.VALUE
+        values[key.characteristic] = value
+        return change
+
+    def clear(self, device_id: str, key: CharKey) -> Change:
+        """Forget a characteristic (its retained topic was cleared); empty services and
+        devices go with it."""
+        device = self.devices.get(device_id)
+        if device is None:
+            return Change.NONE
+        values = device.services.get(key.service_key)
+        if values is None or key.characteristic not in values:
+            return Change.NONE
+        del values[key.characteristic]
+        if values:
+            return Change.NONE
+        del device.services[key.service_key]
+        if not device.services:
+            del self.devices[device_id]
+        return Change.STRUCTURE
+
+    def set_online(self, device_id: str, online: bool, now: float) -> bool:
+        """Record the availability topic; True when the device's availability changed."""
+        device = self.devices.get(device_id)
+        if device is None:
+            return False
+        if online:
+            device.last_seen = now
+        changed = device.online is not online
+        device.online = online
+        return changed
+
+    def remove(self, device_id: str) -> bool:
+        return self.devices.pop(device_id, None) is not None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            device_id: {
+                "online": device.online,
+                "last_seen": device.last_seen,
+                "name": device.name,
+                "services": [
+                    {"service": key.service, "index": key.index, "values": values}
+                    for key, values in sorted(device.services.items())
+                ],
+            }
+            for device_id, device in self.devices.items()
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Registry:
+        registry = cls()
+        for device_id, raw in data.items():
+            device = Device(
+                device_id,
+                online=raw["online"],
+                last_seen=float(raw["last_seen"]),
+                name=raw.get("name"),
+            )
+            for service in raw["services"]:
+                key = ServiceKey(str(service["service"]), int(service["index"]))
+                device.services[key] = dict(service["values"])
+            registry.devices[device_id] = device
+        return registry

@@ -1,0 +1,463 @@
+"""The accessory side: MQTT devices -> bridged accessories in Apple Home, and back.
+
+Takes parsed device topics, keeps the registry, rebuilds a device's accessory when its
+structure changes, paces value events, and publishes Home-app writes on MQTT.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Hashable
+from typing import Any, cast
+
+import pyqrcode
+from zeroconf.asyncio import AsyncZeroconf
+
+from .. import const
+from ..api import BridgeApi
+from ..config import COMMAND_TOPIC_SAME, Config
+from ..errors import BridgeError, CatalogError, NotConnectedError, PayloadError
+from ..homekit.catalog import Catalog, get_catalog
+from ..mqtt.link import IncomingMessage, MqttLink
+from ..mqtt.payloads import HapValue, decode, encode, payload_text
+from ..mqtt.topics import (
+    AvailabilityTopic,
+    CharKey,
+    CommandTopic,
+    ServiceKey,
+    StateTopic,
+    availability_topic,
+    command_topic,
+    state_topic,
+)
+from ..store import JsonStore
+from .bridge import BridgeDriver, MqttAccessory, MqttBridge, build_accessory
+from .ids import IdStore
+from .notify import EventPacer, pace_of
+from .registry import Change, Device, Registry
+from .setup_code import load_setup
+
+_LOGGER = logging.getLogger(__name__)
+
+#: Most services one device may show (T27: a device must not flood the accessory database).
+MAX_SERVICES_PER_DEVICE = 16
+#: How often availability is checked against `expire_after`.
+EXPIRY_CHECK_INTERVAL = 0.5
+SETUP_QR_FILE = "setup-qr.png"
+
+
+class ExposerSide:
+    def __init__(
+        self,
+        *,
+        config: Config,
+        link: MqttLink,
+        api: BridgeApi,
+        zeroconf: AsyncZeroconf,
+        version: str,
+    ) -> None:
+        self._config = config
+        self._link = link
+        self._api = api
+        self._catalog: Catalog = get_catalog()
+        data_dir = config.data_dir
+        self._ids = IdStore(data_dir / "accessory-ids.json")
+        self._devices_store = JsonStore(data_dir / "accessory-devices.json")
+        self.registry = Registry.from_json(self._devices_store.load() or {})
+        self.setup = load_setup(data_dir / "setup.json", config.homekit.setup_code)
+        homekit = config.homekit
+        listen_all = homekit.address in ("0.0.0.0", "::")  # noqa: S104
+        self.driver = BridgeDriver(
+            state_path=data_dir / "homekit-state.json",
+            catalog=self._catalog,
+            loop=asyncio.get_running_loop(),
+            address=None if listen_all else homekit.address,
+            listen_address=homekit.address,
+            advertised_address=homekit.advertised_address,
+            port=homekit.port,
+            pincode=self.setup.code.encode("ascii"),
+            async_zeroconf_instance=zeroconf,
+        )
+        self.driver.state.setup_id = self.setup.setup_id
+        self.bridge = MqttBridge(self.driver, homekit.name, self._show_setup_code)
+        self.bridge.set_info_service(
+            firmware_revision=version,
+            manufacturer="mqtt-hk-bridge",
+            model="MQTT Bridge",
+            serial_number=self.driver.state.mac,
+        )
+        self.driver.add_accessory(self.bridge)
+        self._pacer = EventPacer(self._send_event, config.timing.event_window)
+        self._accessories: dict[str, MqttAccessory] = {}
+        self._availability: dict[str, bool] = {}
+        self._dirty = False
+        self._config_pending: asyncio.TimerHandle | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._is_foreign: Callable[[str], bool] = lambda _device_id: False
+        for device in list(self.registry.devices.values()):
+            self._expose(device)
+        api.register("device/remove", self._request_remove)
+        api.register("device/rename", self._request_rename)
+        api.add_catalogue_source(self.catalogue)
+
+    # -- life cycle ---------------------------------------------------------------------
+
+    def set_foreign(self, is_foreign: Callable[[str], bool]) -> None:
+        """Device ids that belong to the controller side: never exposed, never input."""
+        self._is_foreign = is_foreign
+
+    async def start(self) -> None:
+        """Publish the bridge over HAP and mDNS, with every known accessory already in it."""
+        await self.driver.async_start()
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._flush_loop()), loop.create_task(self._expiry_loop())]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._pacer.close()
+        if self._config_pending is not None:
+            self._config_pending.cancel()
+            self.driver.refresh_config()
+        self._flush()
+        # HAP-python's async_stop also closes the zeroconf it was given; the app closes it
+        # last, so stop the HAP server and the advertisement ourselves.
+        await self.driver.advertiser.async_unregister_service(self.driver.mdns_service_info)
+        self.driver.aio_stop_event.set()
+        self.driver.http_server.async_stop()
+
+    @property
+    def paired(self) -> bool:
+        return bool(self.driver.state.paired)
+
+    def _show_setup_code(self) -> None:
+        """Unpaired: the setup code, its X-HM:// URI and a QR code, on the terminal and as PNG.
+
+        Printed, not logged: the code must not end up in log collectors.
+        """
+        uri = self.bridge.xhm_uri()
+        qr = pyqrcode.create(uri)
+        png = self._config.data_dir / SETUP_QR_FILE
+        try:
+            qr.png(str(png), scale=8)
+            png.chmod(0o600)
+        except OSError as err:
+            _LOGGER.warning("Could not write %s: %s", png, err)
+        print(
+            f"\nHomeKit setup code: {self.setup.code}\nSetup URI: {uri}\n"
+            f"{qr.terminal(quiet_zone=2)}\nQR code also saved as {png}\n",
+            flush=True,
+        )
+
+    # -- MQTT input -----------------------------------------------------------------------
+
+    def handle(
+        self, parsed: StateTopic | AvailabilityTopic | CommandTopic, message: IncomingMessage
+    ) -> None:
+        if self._is_foreign(parsed.device_id):
+            return
+        if isinstance(parsed, StateTopic):
+            self._handle_state(parsed, message)
+        elif isinstance(parsed, AvailabilityTopic):
+            self._handle_availability(parsed, message)
+        elif message.retain and message.payload:
+            self._clear_retained_command(parsed, message)
+
+    def _clear_retained_command(self, parsed: CommandTopic, message: IncomingMessage) -> None:
+        """A retained command would act again on every restart (T07); only a device set to
+        `retain_commands` (it sleeps and picks commands up on waking) keeps its own."""
+        if self._config.device_options(parsed.device_id).retain_commands:
+            return
+        self._api.event(
+            "retained_command_cleared",
+            f"{message.topic} was retained; a command must not act again on every restart, "
+            "so the bridge cleared it",
+            topic=message.topic,
+        )
+        with contextlib.suppress(NotConnectedError):
+            self._link.publish(message.topic, b"", retain=True)
+
+    def _handle_state(self, parsed: StateTopic, message: IncomingMessage) -> None:
+        device_id = parsed.device_id
+        try:
+            key = self._canonical(parsed.key)
+            if not message.payload:
+                self._apply_change(device_id, self.registry.clear(device_id, key))
+                return
+            info = self._catalog.characteristics[key.characteristic]
+            value = decode(message.payload, info)
+            self._check_room(device_id, key)
+        except (CatalogError, PayloadError, BridgeError) as err:
+            self._api.event(
+                "invalid_message",
+                f"{message.topic}: {err}",
+                topic=message.topic[:512],
+                device=device_id,
+            )
+            return
+        was_available = self._available(device_id)
+        change = self.registry.set_value(device_id, key, value, time.time())
+        self._dirty = True
+        if change is Change.VALUE:
+            self._value_changed(device_id, key, value)
+        else:
+            self._apply_change(device_id, change)
+        if not was_available and self._available(device_id):
+            self._availability_changed(device_id)
+
+    def _canonical(self, key: CharKey) -> CharKey:
+        service = self._catalog.service(key.service)
+        if service.name == const.INFO_SERVICE and key.index != 1:
+            raise CatalogError("a device has one AccessoryInformation service")
+        char = self._catalog.characteristic(service, key.characteristic)
+        return CharKey(ServiceKey(service.name, key.index), char.name)
+
+    def _check_room(self, device_id: str, key: CharKey) -> None:
+        device = self.registry.devices.get(device_id)
+        if device is None:
+            exposed = len(self._accessories)
+            if key.service != const.INFO_SERVICE and exposed >= const.MAX_BRIDGED_ACCESSORIES:
+                raise BridgeError(
+                    f"the bridge already shows {exposed} accessories, the most HomeKit "
+                    "allows on one bridge; device not added"
+                )
+        elif (
+            key.service_key not in device.services
+            and len(device.services) > MAX_SERVICES_PER_DEVICE
+        ):
+            raise BridgeError(f"{device_id} already has {MAX_SERVICES_PER_DEVICE} services")
+
+    def _handle_availability(self, parsed: AvailabilityTopic, message: IncomingMessage) -> None:
+        try:
+            word = payload_text(message.payload).lower()
+        except PayloadError as err:
+            self._api.event("invalid_message", f"{message.topic}: {err}", topic=message.topic)
+            return
+        if word not in (const.ONLINE, const.OFFLINE):
+            if word:
+                self._api.event(
+                    "invalid_message",
+                    f"{message.topic}: expected {const.ONLINE} or {const.OFFLINE}, "
+                    f"got {word[:40]!r}",
+                    topic=message.topic,
+                )
+            return
+        if self.registry.set_online(parsed.device_id, word == const.ONLINE, time.time()):
+            self._dirty = True
+            self._availability_changed(parsed.device_id)
+
+    # -- HAP side -------------------------------------------------------------------------
+
+    def _apply_change(self, device_id: str, change: Change) -> None:
+        if change is not Change.STRUCTURE:
+            return
+        self._dirty = True
+        device = self.registry.devices.get(device_id)
+        if device is None:
+            self._unexpose(device_id)
+        else:
+            self._expose(device)
+        self._schedule_config_refresh()
+        self._api.catalogue_changed()
+
+    def _value_changed(self, device_id: str, key: CharKey, value: HapValue) -> None:
+        accessory = self._accessories.get(device_id)
+        char = accessory.characteristics.get(key) if accessory else None
+        if char is None:
+            return  # an information-only device, not shown yet
+        if char.value == value:
+            return
+        char.set_value(value, should_notify=False)
+        self._pacer.changed((device_id, key), char.value, pace_of(key.characteristic))
+
+    def _send_event(self, pacer_key: Hashable, value: Any) -> None:
+        device_id, key = cast(tuple[str, CharKey], pacer_key)
+        accessory = self._accessories.get(device_id)
+        char = accessory.characteristics.get(key) if accessory else None
+        if accessory is not None and char is not None:
+            accessory.publish(value, char, immediate=True)
+
+    def _display_name(self, device: Device) -> str:
+        name = self._config.devices.get(device.device_id)
+        configured = name.name if name else None
+        return configured or device.name or str(device.info("Name") or device.device_id)
+
+    def _expose(self, device: Device) -> None:
+        device_id = device.device_id
+        if not device.exposed_services:
+            self._unexpose(device_id)
+            return
+        aid = self._ids.aid(device_id)
+        accessory = build_accessory(
+            self.driver,
+            device,
+            name=self._display_name(device),
+            aid=aid,
+            ids=self._ids,
+            catalog=self._catalog,
+            available=lambda: self._available(device_id),
+            on_write=self._home_app_write,
+        )
+        self.bridge.accessories[aid] = accessory
+        self._accessories[device_id] = accessory
+        self._availability[device_id] = self._available(device_id)
+
+    def _unexpose(self, device_id: str) -> None:
+        accessory = self._accessories.pop(device_id, None)
+        self._availability.pop(device_id, None)
+        if accessory is None:
+            return
+        del self.bridge.accessories[accessory.aid]
+        for key in accessory.characteristics:
+            self._pacer.forget((device_id, key))
+
+    def _schedule_config_refresh(self) -> None:
+        """One configuration-number bump for a burst of structural changes (T27)."""
+        if self._config_pending is not None:
+            self._config_pending.cancel()
+        self._config_pending = asyncio.get_running_loop().call_later(
+            self._config.timing.config_debounce, self._refresh_config
+        )
+
+    def _refresh_config(self) -> None:
+        self._config_pending = None
+        self.driver.refresh_config()
+
+    def _home_app_write(self, device_id: str, key: CharKey, value: HapValue) -> None:
+        """A Home-app write -> the device's command topic. Runs inside the HAP request, so
+        it must not wait; a NotConnectedError becomes -70402 for the Home app."""
+        options = self._config.device_options(device_id)
+        payload = encode(value)
+        try:
+            if options.command_topic == COMMAND_TOPIC_SAME:
+                topic = state_topic(self._config.base_topic, device_id, key)
+                self._link.publish(topic, payload, retain=True)
+            else:
+                topic = command_topic(self._config.base_topic, device_id, key)
+                self._link.publish(topic, payload, retain=options.retain_commands)
+        except NotConnectedError:
+            # HAP-python has already taken the value; the device never got it.
+            self._restore_value(device_id, key)
+            raise
+        self.registry.set_value(device_id, key, value, self.registry.devices[device_id].last_seen)
+        self._dirty = True
+
+    def _restore_value(self, device_id: str, key: CharKey) -> None:
+        accessory = self._accessories.get(device_id)
+        char = accessory.characteristics.get(key) if accessory else None
+        previous = self.registry.devices[device_id].value(key)
+        if char is not None and previous is not None:
+            char.set_value(previous, should_notify=False)
+
+    # -- availability ---------------------------------------------------------------------
+
+    def _available(self, device_id: str) -> bool:
+        device = self.registry.devices.get(device_id)
+        if device is None:
+            return False
+        return device.available(time.time(), self._config.device_options(device_id).expire_after)
+
+    def _availability_changed(self, device_id: str) -> None:
+        available = self._available(device_id)
+        if self._availability.get(device_id) == available:
+            return
+        self._availability[device_id] = available
+        _LOGGER.info(
+            "%s is %s", device_id, "available" if available else "unavailable (No Response)"
+        )
+        self._api.catalogue_changed()
+
+    async def _expiry_loop(self) -> None:
+        while True:
+            await asyncio.sleep(EXPIRY_CHECK_INTERVAL)
+            for device_id in list(self._availability):
+                self._availability_changed(device_id)
+
+    # -- persistence ----------------------------------------------------------------------
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._config.timing.state_flush_interval)
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._dirty:
+            return
+        self._dirty = False
+        try:
+            self._devices_store.save(self.registry.to_json())
+        except OSError as err:
+            self._dirty = True
+            _LOGGER.error("Could not save %s: %s", self._devices_store.path, err)
+
+    # -- bridge API -----------------------------------------------------------------------
+
+    def catalogue(self) -> list[dict[str, Any]]:
+        return [self._catalogue_entry(device) for device in self.registry.devices.values()]
+
+    def _catalogue_entry(self, device: Device) -> dict[str, Any]:
+        accessory = self._accessories.get(device.device_id)
+        services = []
+        for key, values in sorted(device.services.items()):
+            characteristics = []
+            for name in sorted(values):
+                info = self._catalog.characteristics[name]
+                characteristics.append(
+                    {
+                        "name": name,
+                        "format": info.format,
+                        "perms": list(info.perms),
+                        "value": values[name],
+                        **({"unit": info.unit} if info.unit else {}),
+                    }
+                )
+            services.append(
+                {"type": key.service, "index": key.index, "characteristics": characteristics}
+            )
+        return {
+            "id": device.device_id,
+            "origin": const.ORIGIN_MQTT,
+            "name": self._display_name(device),
+            "aid": accessory.aid if accessory else None,
+            "available": self._available(device.device_id),
+            "services": services,
+        }
+
+    async def _request_remove(self, body: dict[str, Any]) -> dict[str, Any]:
+        device_id = str(body.get("id", ""))
+        device = self.registry.devices.get(device_id)
+        if device is None:
+            raise BridgeError(f"no MQTT device {device_id!r}")
+        base = self._config.base_topic
+        # Clear its retained topics too, or the broker would bring the device back.
+        topics = [
+            state_topic(base, device_id, CharKey(key, name))
+            for key, values in device.services.items()
+            for name in values
+        ]
+        topics.append(availability_topic(base, device_id))
+        for topic in topics:
+            self._link.publish(topic, b"", retain=True)
+        self.registry.remove(device_id)
+        self._apply_change(device_id, Change.STRUCTURE)
+        return {"id": device_id, "cleared_topics": len(topics)}
+
+    async def _request_rename(self, body: dict[str, Any]) -> dict[str, Any]:
+        device_id = str(body.get("id", ""))
+        name = str(body.get("name", "")).strip()
+        device = self.registry.devices.get(device_id)
+        if device is None:
+            raise BridgeError(f"no MQTT device {device_id!r}")
+        if not 1 <= len(name) <= 64:
+            raise BridgeError("name must be 1-64 characters")
+        device.name = name
+        self._dirty = True
+        self._expose(device)
+        self._api.catalogue_changed()
+        return {"id": device_id, "name": name}
