@@ -1,0 +1,159 @@
+"""The bridge under test as a real subprocess (so SIGKILL is real), on loopback only."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tests.support.wait import free_port, port_accepts
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SETUP_CODE = "482-91-735"
+#: Short timings so tests are quick; each is a documented config key.
+TEST_TIMING = {
+    "event_window": 1.0,
+    "config_debounce": 0.2,
+    "state_flush_interval": 0.1,
+    "reconnect_max": 2.0,
+}
+
+
+class BridgeProcess:
+    """`mqtt-hk-bridge run` with a bridge.yaml in `directory`, HAP on 127.0.0.1."""
+
+    host = "127.0.0.1"
+
+    def __init__(self, directory: Path, mqtt_port: int, **overrides: Any) -> None:
+        self.dir = directory
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.data_dir = self.dir / "data"
+        self.hap_port = free_port()
+        self.setup_code = SETUP_CODE
+        self.config: dict[str, Any] = {
+            "base_topic": "HomeKit",
+            "data_dir": "./data",
+            "log_level": "debug",
+            "mqtt": {"host": "127.0.0.1", "port": mqtt_port, "keepalive": 10},
+            "homekit": {
+                "name": "Test Bridge",
+                "address": self.host,
+                "port": self.hap_port,
+                "setup_code": SETUP_CODE,
+            },
+            "zeroconf": {"interfaces": ["127.0.0.1"]},
+            "timing": dict(TEST_TIMING),
+        }
+        for key, value in overrides.items():
+            if isinstance(value, dict) and isinstance(self.config.get(key), dict):
+                self.config[key] = {**self.config[key], **value}
+            else:
+                self.config[key] = value
+        self.config_path = self.dir / "bridge.yaml"
+        self.log_path = self.dir / "bridge.log"
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log_offset = 0
+
+    def write_config(self) -> None:
+        self.config_path.write_text(yaml.safe_dump(self.config))
+
+    def start(self, timeout: float = 15.0, expect_mqtt: bool = True) -> None:
+        """Start and wait until HAP listens (and MQTT is connected when `expect_mqtt`)."""
+        self.write_config()
+        self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        log = self.log_path.open("ab")
+        self._proc = subprocess.Popen(
+            [sys.executable, "-m", "mqtt_hk_bridge", "run", "-c", str(self.config_path)],
+            cwd=REPO_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                raise AssertionError(f"bridge exited with {self._proc.returncode}:\n{self.log()}")
+            ready = port_accepts(self.host, self.hap_port)
+            if ready and (not expect_mqtt or "Connected to MQTT broker" in self.log()):
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"bridge did not start within {timeout}s:\n{self.log()}")
+
+    def log(self) -> str:
+        """What the bridge printed since its last start."""
+        if not self.log_path.exists():
+            return ""
+        with self.log_path.open("rb") as handle:
+            handle.seek(self._log_offset)
+            return handle.read().decode("utf-8", "replace")
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def stop(self, timeout: float = 10.0) -> int | None:
+        """SIGTERM and wait; returns the exit code."""
+        return self._end(signal.SIGTERM, timeout)
+
+    def kill9(self) -> None:
+        self._end(signal.SIGKILL, 10.0)
+
+    def _end(self, sig: signal.Signals, timeout: float) -> int | None:
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return None if proc is None else proc.returncode
+        proc.send_signal(sig)
+        try:
+            return proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise AssertionError(f"bridge ignored {sig.name} for {timeout}s") from None
+
+    @property
+    def device_id(self) -> str:
+        """The HAP device id (pairing id) from the bridge's state file."""
+        state = json.loads((self.data_dir / "homekit-state.json").read_text())
+        return str(state["mac"])
+
+    def run_once(self, *args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+        """Run another CLI command against this bridge's config."""
+        self.write_config()
+        return subprocess.run(
+            [sys.executable, "-m", "mqtt_hk_bridge", *args, "-c", str(self.config_path)],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+
+async def advertised_txt(name: str, device_id: str) -> dict[str, str]:
+    """The bridge's mDNS TXT record (c#, sf, id...) as a controller on loopback sees it.
+
+    A fresh zeroconf each call, so nothing is answered from an earlier cache.
+    """
+    from zeroconf.asyncio import AsyncZeroconf
+
+    azc = AsyncZeroconf(interfaces=["127.0.0.1"])
+    try:
+        short_mac = device_id[-8:].replace(":", "")
+        info = await azc.async_get_service_info(
+            "_hap._tcp.local.", f"{name} {short_mac}._hap._tcp.local.", timeout=3000
+        )
+        if info is None:
+            raise AssertionError(f"no mDNS record for {name} {short_mac}")
+        return {
+            key.decode(): (value or b"").decode() for key, value in info.properties.items()
+        }
+    finally:
+        await azc.async_close()
