@@ -232,9 +232,9 @@ def build_accessory(
     """A HAP-python accessory showing `device`: its services, last values and info."""
     accessory = MqttAccessory(driver, name, aid, StableIids(ids, device.device_id), available)
     accessory.set_info_service(
-        firmware_revision=_text(device.info("FirmwareRevision")),
+        firmware_revision=_text(device.info("FirmwareRevision")) or "1.0",
         manufacturer=_text(device.info("Manufacturer")) or "mqtt-hk-bridge",
-        model=_text(device.info("Model")),
+        model=_text(device.info("Model")) or "MQTT device",
         serial_number=_text(device.info("SerialNumber")) or device.device_id,
     )
     for key in device.exposed_services:
@@ -242,8 +242,10 @@ def build_accessory(
         service_info = catalog.service(key.service)
         service = driver.loader.get_service(service_info.name)
         service.unique_id = str(key)
-        for char_name in values:
-            if char_name not in service_info.required:
+        # In the catalog's order, not arrival order: the database (and c#) must not depend
+        # on which topic came first.
+        for char_name in service_info.optional:
+            if char_name in values:
                 service.add_characteristic(driver.loader.get_char(char_name))
         accessory.add_service(service)
         for char in service.characteristics:

@@ -304,7 +304,11 @@ class ExposerSide:
             available=lambda: self._available(device_id),
             on_write=self._home_app_write,
         )
-        self.bridge.accessories[aid] = accessory
+        accessories = self.bridge.accessories
+        accessories[aid] = accessory
+        # Listed in aid order whatever the order of arrival, so the same devices always give
+        # the same accessory database (and configuration number) after a restart.
+        self.bridge.accessories = dict(sorted(accessories.items()))
         self._accessories[device_id] = accessory
         self._availability[device_id] = self._available(device_id)
 

@@ -124,18 +124,6 @@ class BridgeProcess:
         state = json.loads((self.data_dir / "homekit-state.json").read_text())
         return str(state["mac"])
 
-    def run_once(self, *args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
-        """Run another CLI command against this bridge's config."""
-        self.write_config()
-        return subprocess.run(
-            [sys.executable, "-m", "mqtt_hk_bridge", *args, "-c", str(self.config_path)],
-            cwd=REPO_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-
 
 async def advertised_txt(name: str, device_id: str) -> dict[str, str]:
     """The bridge's mDNS TXT record (c#, sf, id...) as a controller on loopback sees it.
@@ -152,8 +140,22 @@ async def advertised_txt(name: str, device_id: str) -> dict[str, str]:
         )
         if info is None:
             raise AssertionError(f"no mDNS record for {name} {short_mac}")
-        return {
-            key.decode(): (value or b"").decode() for key, value in info.properties.items()
-        }
+        return {key.decode(): (value or b"").decode() for key, value in info.properties.items()}
     finally:
         await azc.async_close()
+
+
+async def settled_config_number(name: str, device_id: str, quiet: float = 0.6) -> int:
+    """The advertised c# once it has stopped changing for `quiet` seconds (the bridge
+    debounces structural changes, 0.2 s in tests), within 10 s."""
+    import asyncio
+
+    deadline = time.monotonic() + 10
+    last = int((await advertised_txt(name, device_id))["c#"])
+    while time.monotonic() < deadline:
+        await asyncio.sleep(quiet)
+        current = int((await advertised_txt(name, device_id))["c#"])
+        if current == last:
+            return current
+        last = current
+    raise AssertionError(f"c# of {name} kept changing for 10 s")
