@@ -1,0 +1,319 @@
+"""Availability, bad input and HAP write checks on the accessory side (issue 2, items 5-6;
+RELIABILITY T07, T08, T10-T12, T26)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tests.support.accessories import aid_of, char_of
+from tests.support.bridge_process import REPO_ROOT, BridgeProcess
+from tests.support.hap_client import HapClient
+from tests.support.mosquitto import Mosquitto, MqttProbe
+from tests.support.wait import wait_for
+
+from .test_exposer_devices import accessories_with
+
+NO_RESPONSE = -70402
+READ_ONLY = -70404
+DOES_NOT_EXIST = -70409
+INVALID_VALUE = -70410
+
+
+async def two_devices(home: HapClient, probe: MqttProbe) -> tuple[int, int, int, int]:
+    """A switch `TEST` and a sensor `esp`; returns (switch aid, On iid, sensor aid, temp iid)."""
+    await probe.publish("HomeKit/TEST/Switch/On", "1")
+    await probe.publish("HomeKit/esp/TemperatureSensor/CurrentTemperature", "21")
+    await accessories_with(home, "TEST")
+    accessories = await accessories_with(home, "esp")
+    switch, sensor = aid_of(accessories, "TEST"), aid_of(accessories, "esp")
+    return (
+        switch,
+        char_of(accessories, switch, "49", "25")["iid"],
+        sensor,
+        char_of(accessories, sensor, "8A", "11")["iid"],
+    )
+
+
+async def status_of(home: HapClient, aid: int, iid: int) -> int:
+    return int((await home.get([(aid, iid)]))[(aid, iid)].get("status", 0))
+
+
+async def test_offline_device_shows_no_response_alone_and_recovers(
+    bridge: BridgeProcess, home: HapClient, probe: MqttProbe
+) -> None:
+    switch, on, sensor, temperature = await two_devices(home, probe)
+    await probe.publish("HomeKit/TEST/availability", "offline", retain=True)
+
+    async def no_response() -> bool:
+        return await status_of(home, switch, on) == NO_RESPONSE
+
+    await wait_for(no_response, message="switch No Response")
+    assert await home.read(sensor, temperature) == 21  # the other accessory is unaffected
+    assert await home.put([(switch, on, False)]) == {(switch, on): NO_RESPONSE}
+    assert not probe.messages_on("HomeKit/TEST/Switch/On/set")  # a refused write sends nothing
+
+    await probe.publish("HomeKit/TEST/availability", "online", retain=True)
+
+    async def back() -> bool:
+        return await status_of(home, switch, on) == 0
+
+    await wait_for(back, message="switch available again")
+    assert await home.put([(switch, on, False)]) == {(switch, on): 0}
+
+
+async def test_silent_device_expires_after_its_expire_after(make_bridge, probe: MqttProbe) -> None:
+    bridge = make_bridge(devices={"esp": {"expire_after": 1.0}})
+    home = await HapClient.pair(bridge.host, bridge.hap_port, bridge.device_id, bridge.setup_code)
+    try:
+        _, _, sensor, temperature = await two_devices(home, probe)
+
+        async def expired() -> bool:
+            return await status_of(home, sensor, temperature) == NO_RESPONSE
+
+        await wait_for(expired, timeout=5, message="sensor expired")
+        await probe.publish("HomeKit/esp/TemperatureSensor/CurrentTemperature", "22")
+
+        async def fresh() -> bool:
+            result = (await home.get([(sensor, temperature)]))[(sensor, temperature)]
+            return result.get("value") == 22
+
+        await wait_for(fresh, message="sensor back with its new value")
+        listed = await probe.wait_message(
+            "HomeKit/bridge/devices", lambda m: b'"available": false' in m.payload
+        )
+        [esp] = [d for d in json.loads(listed.payload) if d["id"] == "esp"]
+        assert esp["available"] is False
+    finally:
+        await home.close()
+
+
+BAD_INPUT = [
+    ("HomeKit/esp/Thermometer/CurrentTemperature", b"30", "unknown HomeKit service"),
+    ("HomeKit/esp/TemperatureSensor/Temp", b"30", "unknown HomeKit characteristic"),
+    ("HomeKit/esp/TemperatureSensor/On", b"30", "has no characteristic On"),
+    ("HomeKit/esp/TemperatureSensor/CurrentTemperature", b"warm", "not a number"),
+    ("HomeKit/esp/TemperatureSensor/CurrentTemperature", b"NaN", "finite"),
+    ("HomeKit/esp/TemperatureSensor/CurrentTemperature", b"1e309", "finite"),
+    ("HomeKit/esp/TemperatureSensor/CurrentTemperature", b"true", "not a boolean"),
+    ("HomeKit/esp/TemperatureSensor/CurrentTemperature", b"5000", "range"),
+    ("HomeKit/esp/TemperatureSensor/CurrentTemperature", b"\xff\xfe", "not UTF-8"),
+    ("HomeKit/esp/TemperatureSensor/CurrentTemperature", b"3" * 1_000_000, "limit"),
+    ("HomeKit/esp/TemperatureSensor/CurrentTemperature", b"[" * 1_000, "nested"),
+    ("HomeKit/esp/TemperatureSensor/1/2/CurrentTemperature", b"30", "levels"),
+    ("HomeKit/esp/TemperatureSensor/99/CurrentTemperature", b"30", "index"),
+    ("HomeKit/esp//CurrentTemperature", b"30", "empty"),
+]
+
+
+async def test_bad_input_is_reported_and_the_last_good_value_stays(
+    bridge: BridgeProcess, home: HapClient, probe: MqttProbe
+) -> None:
+    _, _, sensor, temperature = await two_devices(home, probe)
+    for topic, payload, reason in BAD_INPUT:
+        since = len(probe.messages_on("HomeKit/bridge/event"))
+        await probe.publish(topic, payload)
+
+        def reported(reason: str = reason, since: int = since) -> bool:
+            events = probe.messages_on("HomeKit/bridge/event")[since:]
+            return any(reason in json.loads(m.payload)["message"] for m in events)
+
+        await wait_for(reported, timeout=5, message=f"bridge/event for {topic} ({reason})")
+    assert await home.read(sensor, temperature) == 21
+    accessories = await home.list_accessories()
+    assert len(accessories) == 3  # the bridge, TEST and esp: nothing was created
+    event = json.loads(probe.messages_on("HomeKit/bridge/event")[-1].payload)
+    assert event["type"] in ("invalid_message", "invalid_topic")
+    assert bridge.running
+
+
+async def test_empty_retained_payload_clears_and_never_reads_as_zero(
+    bridge: BridgeProcess, home: HapClient, probe: MqttProbe
+) -> None:
+    await probe.publish("HomeKit/esp/TemperatureSensor/CurrentTemperature", "21", retain=True)
+    await probe.publish("HomeKit/esp/HumiditySensor/CurrentRelativeHumidity", "40", retain=True)
+    accessories = await accessories_with(home, "esp")
+    aid = aid_of(accessories, "esp")
+    await probe.publish("HomeKit/esp/HumiditySensor/CurrentRelativeHumidity", "", retain=True)
+
+    async def humidity_gone() -> bool:
+        listed = await home.list_accessories()
+        try:
+            char_of(listed, aid, "82", "10")
+        except AssertionError:
+            return True
+        return False
+
+    await wait_for(humidity_gone, message="humidity service removed")
+    assert await home.read(aid, char_of(accessories, aid, "8A", "11")["iid"]) == 21
+
+    await probe.publish("HomeKit/esp/TemperatureSensor/CurrentTemperature", "", retain=True)
+
+    async def device_gone() -> bool:
+        return len(await home.list_accessories()) == 1
+
+    await wait_for(device_gone, message="device removed from the bridge")
+
+
+async def test_device_remove_request_clears_it_and_its_retained_topics(
+    bridge: BridgeProcess, home: HapClient, probe: MqttProbe
+) -> None:
+    await probe.publish("HomeKit/esp/TemperatureSensor/CurrentTemperature", "21", retain=True)
+    await accessories_with(home, "esp")
+    await probe.publish("HomeKit/bridge/request/device/remove", '{"id": "esp", "transaction": 5}')
+    response = json.loads(
+        (await probe.wait_message("HomeKit/bridge/response/device/remove")).payload
+    )
+    assert response["status"] == "ok" and response["transaction"] == 5
+    await wait_for(lambda: _count(home, 1), message="accessory removed")
+    async with MqttProbe(probe.host, probe.port) as late:
+        await late.subscribe("HomeKit/esp/#")
+        await late.subscribe("HomeKit/marker")
+        await late.publish("HomeKit/marker", "x")
+        await late.wait_message("HomeKit/marker")
+        assert not late.messages_on("HomeKit/esp/#")  # nothing retained brings it back
+
+    await probe.publish("HomeKit/bridge/request/device/remove", '{"id": "nope", "transaction": 6}')
+    refused = await probe.wait_message(
+        "HomeKit/bridge/response/device/remove", lambda m: b'"transaction": 6' in m.payload
+    )
+    assert json.loads(refused.payload)["status"] == "error"
+
+
+async def _count(home: HapClient, count: int) -> bool:
+    return len(await home.list_accessories()) == count
+
+
+async def test_hap_writes_get_their_exact_status(
+    bridge: BridgeProcess, home: HapClient, probe: MqttProbe
+) -> None:
+    await probe.publish("HomeKit/lamp/Lightbulb/On", "1")
+    await probe.publish("HomeKit/lamp/Lightbulb/Brightness", "50")
+    await probe.publish("HomeKit/esp/TemperatureSensor/CurrentTemperature", "21")
+    await accessories_with(home, "lamp")
+    accessories = await accessories_with(home, "esp")
+    lamp, sensor = aid_of(accessories, "lamp"), aid_of(accessories, "esp")
+    on = char_of(accessories, lamp, "43", "25")["iid"]
+    brightness = char_of(accessories, lamp, "43", "8")["iid"]
+    temperature = char_of(accessories, sensor, "8A", "11")["iid"]
+
+    statuses = await home.put(
+        [
+            (sensor, temperature, 30),
+            (lamp, brightness, 150),
+            (lamp, brightness, "abc"),
+            (999, 999, 1),
+            (lamp, 999, 1),
+            (lamp, on, False),
+        ]
+    )
+    assert statuses[(sensor, temperature)] == READ_ONLY
+    assert statuses[(lamp, brightness)] == INVALID_VALUE
+    assert statuses[(999, 999)] == DOES_NOT_EXIST
+    assert statuses[(lamp, 999)] == DOES_NOT_EXIST
+    assert statuses[(lamp, on)] == 0
+    assert home.last_http_status == 207
+    await probe.wait_message("HomeKit/lamp/Lightbulb/On/set")
+    assert await home.read(sensor, temperature) == 21
+    assert await home.read(lamp, brightness) == 50
+    assert not probe.messages_on("HomeKit/lamp/Lightbulb/Brightness/set")
+
+
+async def test_write_while_broker_is_down_is_refused_at_once(
+    bridge: BridgeProcess, home: HapClient, mosquitto: Mosquitto
+) -> None:
+    async with MqttProbe(mosquitto.host, mosquitto.port) as probe:
+        switch, on, _, _ = await two_devices(home, probe)
+    mosquitto.stop()
+    await wait_for(lambda: "MQTT connection" in bridge.log(), message="bridge saw the loss")
+    assert await home.put([(switch, on, False)]) == {(switch, on): NO_RESPONSE}
+    assert await home.read(switch, on) is True  # the refused value was not taken
+
+
+@pytest.mark.parametrize("protocol", ["5", "3.1.1"])
+async def test_one_command_per_write_and_no_echo_loop(
+    make_bridge, probe: MqttProbe, protocol: str
+) -> None:
+    bridge = make_bridge(mqtt={"protocol": protocol})
+    home = await HapClient.pair(bridge.host, bridge.hap_port, bridge.device_id, bridge.setup_code)
+    try:
+        switch, on, _, _ = await two_devices(home, probe)
+        await home.put([(switch, on, False)])
+        await probe.wait_message("HomeKit/TEST/Switch/On/set")
+        await probe.publish("HomeKit/TEST/Switch/On", "0")  # the device echoes its state
+        await probe.publish("HomeKit/TEST/Switch/On/set", "1")  # Node-RED commands it too
+        await probe.publish("HomeKit/marker", "done")
+        await probe.wait_message("HomeKit/marker")
+        sets = [m for m in probe.messages_on("HomeKit/TEST/Switch/On/set")]
+        assert [m.payload for m in sets] == [b"0", b"1"]  # ours once, Node-RED's once
+        assert await home.read(switch, on) is False
+    finally:
+        await home.close()
+
+
+async def test_retained_command_found_at_start_is_cleared_not_acted_on(
+    make_bridge, probe: MqttProbe
+) -> None:
+    await probe.publish("HomeKit/lamp/Lightbulb/On", "0", retain=True)
+    await probe.publish("HomeKit/lamp/Lightbulb/On/set", "1", retain=True)
+    bridge = make_bridge()
+    event = await probe.wait_message(
+        "HomeKit/bridge/event", lambda m: b"retained_command_cleared" in m.payload
+    )
+    assert json.loads(event.payload)["topic"] == "HomeKit/lamp/Lightbulb/On/set"
+    async with MqttProbe(probe.host, probe.port) as late:
+        await late.subscribe("HomeKit/lamp/#")
+        await late.wait_message("HomeKit/lamp/Lightbulb/On")
+        assert not late.messages_on("HomeKit/lamp/Lightbulb/On/set")
+    home = await HapClient.pair(bridge.host, bridge.hap_port, bridge.device_id, bridge.setup_code)
+    try:
+        accessories = await accessories_with(home, "lamp")
+        lamp = aid_of(accessories, "lamp")
+        assert char_of(accessories, lamp, "43", "25")["value"] is False
+    finally:
+        await home.close()
+
+
+async def test_bridge_state_goes_offline_by_will_on_kill(
+    bridge: BridgeProcess, probe: MqttProbe
+) -> None:
+    await probe.wait_message("HomeKit/bridge/state", lambda m: m.payload == b"online")
+    bridge.kill9()
+    offline = await probe.wait_message("HomeKit/bridge/state", lambda m: m.payload == b"offline")
+    assert offline.payload == b"offline"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("mqtt: {port: abc}\n", "mqtt.port"),
+        ("homekit: {setup_code: 123-45-678}\n", "homekit.setup_code"),
+        ("colour: blue\n", "colour"),
+        ("mqtt: [\n", "not valid YAML"),
+    ],
+)
+def test_broken_config_is_refused_naming_key_and_file(
+    make_bridge, text: str, expected: str
+) -> None:
+    bridge: BridgeProcess = make_bridge(start=False)
+    bridge.dir.mkdir(parents=True, exist_ok=True)
+    bridge.config_path.write_text(text)
+    for command in ("check-config", "run"):
+        result = _run(bridge, command)
+        assert result.returncode == 2
+        assert str(bridge.config_path) in result.stderr
+        assert expected in result.stderr
+
+
+def _run(bridge: BridgeProcess, command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mqtt_hk_bridge", command, "-c", str(bridge.config_path)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
