@@ -36,7 +36,7 @@ from ..mqtt.topics import (
 from ..store import JsonStore
 from .bridge import BridgeDriver, MqttAccessory, MqttBridge, build_accessory
 from .ids import IdStore
-from .notify import EventPacer, pace_of
+from .notify import EventPacer, Pace, pace_of
 from .registry import Change, Device, Registry
 from .setup_code import load_setup
 
@@ -204,10 +204,16 @@ class ExposerSide:
         was_available = self._available(device_id)
         change = self.registry.set_value(device_id, key, value, time.time())
         self._dirty = True
-        if change is Change.VALUE:
-            self._value_changed(device_id, key, value)
-        else:
+        pace = pace_of(key.characteristic)
+        if change is Change.STRUCTURE:
             self._apply_change(device_id, change)
+        elif pace is not Pace.IMMEDIATE:
+            if change is Change.VALUE:
+                self._value_changed(device_id, key, value, pace)
+        elif not message.retain:
+            # Every press is an event, the same button twice included; a retained press is
+            # an old one the broker hands out again and must not press the button.
+            self._value_changed(device_id, key, value, pace)
         if not was_available and self._available(device_id):
             self._availability_changed(device_id)
 
@@ -266,15 +272,16 @@ class ExposerSide:
         self._schedule_config_refresh()
         self._api.catalogue_changed()
 
-    def _value_changed(self, device_id: str, key: CharKey, value: HapValue) -> None:
+    def _value_changed(self, device_id: str, key: CharKey, value: HapValue, pace: Pace) -> None:
         accessory = self._accessories.get(device_id)
         char = accessory.characteristics.get(key) if accessory else None
         if char is None:
             return  # an information-only device, not shown yet
-        if char.value == value:
+        if char.value == value and pace is not Pace.IMMEDIATE:
             return
+        # HAP-python keeps a button event's value null; the event itself carries it.
         char.set_value(value, should_notify=False)
-        self._pacer.changed((device_id, key), char.value, pace_of(key.characteristic))
+        self._pacer.changed((device_id, key), value, pace)
 
     def _send_event(self, pacer_key: Hashable, value: Any) -> None:
         device_id, key = cast(tuple[str, CharKey], pacer_key)
