@@ -17,6 +17,8 @@ import voluptuous as vol
 import yaml
 
 from . import const
+from .controller.settings import SCHEMA as CONTROLLER_SCHEMA
+from .controller.settings import ControllerSettings
 from .errors import ConfigError
 
 #: Environment variables that override a key, for secrets kept out of bridge.yaml.
@@ -59,6 +61,7 @@ def device_id(value: Any) -> str:
     return text
 
 
+SECTIONS = ("mqtt", "homekit", "zeroconf", "defaults", "devices", "timing", "controller")
 PORT = vol.All(vol.Coerce(int), vol.Range(min=1, max=65535))
 SECONDS = vol.All(vol.Coerce(float), vol.Range(min=0.0))
 COMMAND_TOPIC = vol.In([COMMAND_TOPIC_SET, COMMAND_TOPIC_SAME])
@@ -108,6 +111,7 @@ SCHEMA = vol.Schema(
             vol.Optional("expire_after", default=None): vol.Any(None, SECONDS),
         },
         vol.Optional("devices", default={}): vol.Schema({device_id: DEVICE_OPTIONS}),
+        vol.Optional("controller", default={}): CONTROLLER_SCHEMA,
         # Tuning; the defaults are the documented behaviour, tests shorten them.
         vol.Optional("timing", default={}): {
             vol.Optional("event_window", default=const.DEFAULT_EVENT_WINDOW): SECONDS,
@@ -179,6 +183,7 @@ class Config:
     defaults: DeviceOptions = DeviceOptions()
     devices: Mapping[str, DeviceOptions] = field(default_factory=dict)
     timing: Timing = Timing()
+    controller: ControllerSettings = field(default_factory=ControllerSettings)
 
     def device_options(self, device_id: str) -> DeviceOptions:
         return self.devices.get(device_id, self.defaults)
@@ -190,14 +195,25 @@ def _format_invalid(source: str, err: vol.Invalid) -> str:
 
 
 def parse(
-    raw: Any, source: str = "bridge.yaml", environ: Mapping[str, str] | None = None
+    raw: Any,
+    source: str = "bridge.yaml",
+    environ: Mapping[str, str] | None = None,
+    base_dir: Path | None = None,
 ) -> Config:
-    """Validate a loaded YAML document (plus environment overrides) into a Config."""
+    """Validate a loaded YAML document (plus environment overrides) into a Config.
+
+    A relative `data_dir` is taken from `base_dir` (the config file's folder).
+    """
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: expected a mapping of keys at the top level")
-    raw = {key: (dict(value) if isinstance(value, dict) else value) for key, value in raw.items()}
+    # A section whose keys are all commented out (`zeroconf:`) reads as null: same as absent.
+    raw = {
+        key: (dict(value) if isinstance(value, dict) else value)
+        for key, value in raw.items()
+        if value is not None or key not in SECTIONS
+    }
     for variable, (section, key) in ENV_OVERRIDES.items():
         value = (environ if environ is not None else os.environ).get(variable)
         if value:
@@ -212,10 +228,10 @@ def parse(
         ) from err
     except vol.Invalid as err:
         raise ConfigError(_format_invalid(source, err)) from err
-    return _build(data, source)
+    return _build(data, source, base_dir)
 
 
-def _build(data: dict[str, Any], source: str) -> Config:
+def _build(data: dict[str, Any], source: str, base_dir: Path | None) -> Config:
     mqtt = data["mqtt"]
     password = mqtt.get("password")
     if password is None and "password_file" in mqtt:
@@ -230,11 +246,12 @@ def _build(data: dict[str, Any], source: str) -> Config:
         for device_id, options in data["devices"].items()
     }
     interfaces = data["zeroconf"].get("interfaces")
-    base = Path(source).parent if source.endswith((".yaml", ".yml")) else Path()
+    if base_dir is None:
+        base_dir = Path(source).parent if source.endswith((".yaml", ".yml")) else Path()
     data_dir = Path(data["data_dir"])
     return Config(
         base_topic=data["base_topic"],
-        data_dir=data_dir if data_dir.is_absolute() else base / data_dir,
+        data_dir=data_dir if data_dir.is_absolute() else base_dir / data_dir,
         log_level=data["log_level"],
         mqtt=MqttConfig(
             host=mqtt["host"],
@@ -251,6 +268,7 @@ def _build(data: dict[str, Any], source: str) -> Config:
         defaults=defaults,
         devices=devices,
         timing=Timing(**data["timing"]),
+        controller=ControllerSettings(**data["controller"]),
     )
 
 
@@ -264,4 +282,6 @@ def load(path: Path, environ: Mapping[str, str] | None = None) -> Config:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from err
-    return parse(raw, str(path), environ)
+    # The file's folder whatever its name: `-c /etc/bridge/config` must not put the state
+    # (the HAP keys) in whatever directory the service happened to start in.
+    return parse(raw, str(path), environ, base_dir=path.parent)

@@ -82,8 +82,10 @@ class Registry:
         if values is None or key.characteristic not in values:
             return Change.NONE
         del values[key.characteristic]
+        # Structural even when the service stays: the accessory shows only the optional
+        # characteristics that have values, as set_value's new-characteristic case says.
         if values:
-            return Change.NONE
+            return Change.STRUCTURE
         del device.services[key.service_key]
         if not device.services:
             del self.devices[device_id]

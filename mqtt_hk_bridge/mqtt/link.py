@@ -29,6 +29,8 @@ _LOGGER = logging.getLogger(__name__)
 _UNSUPPORTED_PROTOCOL_CODES = frozenset({1, 0x84})
 #: How many of our own recent publications we remember on MQTT 3.1.1 (no no-local there).
 _OWN_PUBLICATIONS_MEMORY = 10_000
+#: In-flight publications past which aiomqtt warns (a full republish is hundreds).
+_PENDING_PUBLISH_WARNING = 10_000
 
 
 @dataclass(frozen=True)
@@ -140,7 +142,7 @@ class MqttLink:
 
     def _make_client(self) -> aiomqtt.Client:
         config = self._config
-        return aiomqtt.Client(
+        client = aiomqtt.Client(
             config.host,
             config.port,
             username=config.username,
@@ -152,6 +154,10 @@ class MqttLink:
             tls_context=_tls_context(config),
             timeout=10,
         )
+        # Republishing a whole mirror after a connect puts hundreds of QoS 1 publications in
+        # flight at once; that is expected, not worth aiomqtt's warning at its default of 10.
+        client.pending_calls_threshold = _PENDING_PUBLISH_WARNING
+        return client
 
     async def run(self) -> None:
         """Connect, serve, and reconnect after any loss, until cancelled."""

@@ -12,6 +12,7 @@ import base64
 import binascii
 import json
 import math
+from decimal import Decimal
 from typing import Any
 
 from .. import const
@@ -88,13 +89,14 @@ def _to_bool(raw: Any) -> bool:
 def _to_number(raw: Any, info: CharInfo) -> int | float:
     if isinstance(raw, bool):
         raise PayloadError(f"{info.name} takes a number, not a boolean")
-    if isinstance(raw, str):
-        try:
-            number: float = float(raw)
-        except ValueError as err:
-            raise PayloadError(f"{raw[:40]!r} is not a number") from err
-    else:
-        number = raw
+    try:
+        # float() also for ints: a 400-digit JSON integer must be refused, not raise
+        # OverflowError out of math.isfinite.
+        number: float = float(raw)
+    except (ValueError, TypeError) as err:
+        raise PayloadError(f"{str(raw)[:40]!r} is not a number") from err
+    except OverflowError as err:
+        raise PayloadError(f"{info.name} must be a finite number") from err
     if not math.isfinite(number):
         raise PayloadError(f"{info.name} must be a finite number, not {raw!r}")
     if info.valid_values is not None:
@@ -159,7 +161,10 @@ def encode(value: Any) -> str:
     if isinstance(value, float):
         if value.is_integer():
             return str(int(value))
-        return repr(value)
+        if not math.isfinite(value):
+            return repr(value)
+        # Plain decimal, never an exponent (`1e-05`): repr's shortest digits, positional.
+        return format(Decimal(repr(value)), "f")
     if isinstance(value, int):
         return str(value)
     if value is None:

@@ -75,25 +75,33 @@ class BridgeTopic:
 ParsedTopic = StateTopic | CommandTopic | AvailabilityTopic | BridgeTopic
 
 
+#: Longest part of a topic quoted in an error: a 64 kB topic must not make a 64 kB log line.
+MAX_SHOWN_TOPIC = 120
+
+
+def _shown(topic: str) -> str:
+    return repr(topic) if len(topic) <= MAX_SHOWN_TOPIC else f"{topic[:MAX_SHOWN_TOPIC]!r}..."
+
+
 def _check_level(level: str, what: str, topic: str) -> None:
     if not level:
-        raise TopicError(f"empty {what} level in {topic!r}")
+        raise TopicError(f"empty {what} level in {_shown(topic)}")
 
 
 def parse(topic: str, base: str) -> ParsedTopic:
     """Turn a topic under `base` into what it addresses, or raise TopicError saying why."""
     levels = topic.split("/")
     if levels[0] != base:
-        raise TopicError(f"{topic!r} is not under {base!r}")
+        raise TopicError(f"{_shown(topic)} is not under {base!r}")
     rest = levels[1:]
     if not rest or not rest[0]:
-        raise TopicError(f"{topic!r} names no device")
+        raise TopicError(f"{_shown(topic)} names no device")
     device_id = rest[0]
     if device_id == const.BRIDGE_DEVICE_ID:
         return BridgeTopic(tuple(rest[1:]))
     if len(device_id) > const.MAX_DEVICE_ID_LENGTH:
         raise TopicError(
-            f"device id in {topic[:80]!r}... is longer than {const.MAX_DEVICE_ID_LENGTH}"
+            f"device id in {_shown(topic)} is longer than {const.MAX_DEVICE_ID_LENGTH}"
         )
     rest = rest[1:]
     if rest == [const.AVAILABILITY]:
@@ -108,15 +116,19 @@ def parse(topic: str, base: str) -> ParsedTopic:
     elif len(rest) == 3:
         service, index_text, characteristic = rest
         if not index_text.isascii() or not index_text.isdigit():
-            raise TopicError(f"service index {index_text!r} in {topic!r} is not a number")
-        index = int(index_text)
+            raise TopicError(
+                f"service index {_shown(index_text)} in {_shown(topic)} is not a number"
+            )
+        # int() raises ValueError past 4,300 digits; no valid index needs more than a few.
+        index = int(index_text) if len(index_text) <= 6 else 0
         if not 1 <= index <= const.MAX_SERVICE_INDEX:
             raise TopicError(
-                f"service index {index} in {topic!r} is outside 1-{const.MAX_SERVICE_INDEX}"
+                f"service index {_shown(index_text)} in {_shown(topic)} is outside "
+                f"1-{const.MAX_SERVICE_INDEX}"
             )
     else:
         raise TopicError(
-            f"{topic[:200]!r} has {len(levels)} levels; expected "
+            f"{_shown(topic)} has {len(levels)} levels; expected "
             f"{base}/<device>/<Service>[/<index>]/<Characteristic>"
         )
     _check_level(service, "service", topic)
