@@ -1,0 +1,287 @@
+"""The controller side: HomeKit accessories the bridge has paired with, mirrored on MQTT.
+
+app.py builds one `ControllerSide` on the shared MqttLink, BridgeApi and AsyncZeroconf,
+routes `/set` and `/get` of the device ids it `owns()` to `handle_command`, and calls
+`republish()` after every MQTT (re)connect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from typing import Any
+
+from aiohomekit.controller import Controller
+from aiohomekit.exceptions import HomeKitException, TransportNotSupportedError
+from aiohomekit.zeroconf import (
+    HAP_TYPE_TCP,
+    HAP_TYPE_UDP,
+    ZeroconfServiceListener,
+    find_brower_for_hap_type,
+)
+from zeroconf.asyncio import AsyncServiceBrowser, AsyncZeroconf
+
+from .. import const
+from ..api import BridgeApi
+from ..config import Config
+from ..errors import BridgeError, NotConnectedError
+from ..mqtt.link import MqttLink
+from ..mqtt.topics import CommandTopic, command_topic
+from .mirror import AccessoryMirror, RetainedTopics
+from .pairings import (
+    PairingError,
+    PairingStore,
+    discoveries,
+    pair_accessory,
+    unpair_accessory,
+)
+from .sessions import PairingSession
+from .settings import ControllerSettings
+
+_LOGGER = logging.getLogger(__name__)
+
+_BRIDGED_SUFFIX = re.compile(r"^-\d+$")
+
+
+async def start_controller(
+    zeroconf: AsyncZeroconf,
+) -> tuple[Controller, list[AsyncServiceBrowser]]:
+    """aiohomekit's Controller on the shared zeroconf, which must already browse both HAP
+    types; browsers are added for the types nobody browses yet (returned, to cancel)."""
+    missing = []
+    for hap_type in (HAP_TYPE_TCP, HAP_TYPE_UDP):
+        try:
+            find_brower_for_hap_type(zeroconf, hap_type)
+        except TransportNotSupportedError:
+            missing.append(hap_type)
+    browsers = (
+        [AsyncServiceBrowser(zeroconf.zeroconf, missing, listener=ZeroconfServiceListener())]
+        if missing
+        else []
+    )
+    controller = Controller(async_zeroconf_instance=zeroconf)
+    await controller.async_start()
+    return controller, browsers
+
+
+async def stop_controller(controller: Controller, browsers: list[AsyncServiceBrowser]) -> None:
+    await controller.async_stop()
+    for browser in browsers:
+        await browser.async_cancel()
+
+
+class ControllerSide:
+    def __init__(
+        self,
+        *,
+        config: Config,
+        link: MqttLink,
+        api: BridgeApi,
+        zeroconf: AsyncZeroconf,
+        settings: ControllerSettings | None = None,
+    ) -> None:
+        self._config = config
+        # `settings` overrides config's `controller:` section (tests shorten timings).
+        self.settings: ControllerSettings = settings or config.controller
+        self._base = config.base_topic
+        self._link = link
+        self._api = api
+        self._zeroconf = zeroconf
+        self.store = PairingStore(config.data_dir / self.settings.pairing_file)
+        self._retained = RetainedTopics(link)
+        self.controller: Controller | None = None
+        self._browsers: list[AsyncServiceBrowser] = []
+        self.sessions: dict[str, PairingSession] = {}
+        self._pair_lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # ---- lifecycle -------------------------------------------------------------------
+    async def start(self) -> None:
+        """Load pairings (a corrupt file raises StateFileError before any network I/O),
+        start aiohomekit and connect every pairing."""
+        pairings = self.store.load()
+        self.controller, self._browsers = await start_controller(self._zeroconf)
+        for alias, data in pairings.items():
+            try:
+                pairing = self.controller.load_pairing(alias, data)
+            except HomeKitException as err:
+                self._api.event("pairing_skipped", f"{alias}: {err}", device=alias)
+                continue
+            self._start_session(alias, pairing)
+        self._api.register("discover", self._discover)
+        self._api.register("pair", self._pair)
+        self._api.register("unpair", self._unpair)
+        self._api.register("list-pairings", self._list_pairings)
+        self._api.add_catalogue_source(self.catalogue)
+        self._api.catalogue_changed()
+        _LOGGER.info("Controller side started with %d pairing(s)", len(self.sessions))
+
+    async def stop(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        for session in list(self.sessions.values()):
+            await session.stop()
+            session.mirror.set_available(False)  # offline as a clean goodbye
+        self.sessions.clear()
+        if self.controller is not None:
+            await stop_controller(self.controller, self._browsers)
+            self.controller = None
+            self._browsers = []
+
+    def _start_session(self, alias: str, pairing: Any) -> PairingSession:
+        session = PairingSession(
+            alias,
+            pairing,
+            AccessoryMirror(alias, self._base, self._retained),
+            self.settings,
+            store=self.store,
+            event=self._api.event,
+            catalogue_changed=self._api.catalogue_changed,
+        )
+        self.sessions[alias] = session
+        session.start()
+        return session
+
+    # ---- routing ---------------------------------------------------------------------
+    def _alias_of(self, device_id: str) -> str | None:
+        for alias in self.store.aliases():
+            if device_id == alias or (
+                device_id.startswith(alias) and _BRIDGED_SUFFIX.match(device_id[len(alias) :])
+            ):
+                return alias
+        return None
+
+    def owns(self, device_id: str) -> bool:
+        """True for every device id a pairing gives (`<alias>`, `<alias>-<aid>`), connected
+        or not: the accessory side never exposes these, nor takes their topics as input."""
+        return self._alias_of(device_id) is not None
+
+    def handle_command(self, topic: CommandTopic, retain: bool, payload: bytes) -> None:
+        """`/set` and `/get` for an owned device; never blocks."""
+        if retain:
+            if payload:
+                self._api.event(
+                    "retained_command_ignored",
+                    f"retained {topic.action} for {topic.device_id}/{topic.key} ignored and "
+                    "cleared (commands must not be retained)",
+                    device=topic.device_id,
+                )
+                with contextlib.suppress(NotConnectedError):
+                    self._link.publish(
+                        command_topic(self._base, topic.device_id, topic.key, topic.action),
+                        b"",
+                        retain=True,
+                    )
+            return
+        if topic.action == const.SET_SUFFIX and not payload:
+            return  # the zero-length payload that clears a retained command
+        alias = self._alias_of(topic.device_id)
+        session = self.sessions.get(alias) if alias is not None else None
+        if session is None:
+            self._api.event(
+                "unknown_device",
+                f"{topic.device_id} is not a paired accessory",
+                device=topic.device_id,
+            )
+            return
+        self._spawn(session.command(topic, payload))
+
+    def _spawn(self, coro: Any) -> None:
+        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            _LOGGER.error("Controller command failed", exc_info=task.exception())
+
+    async def republish(self) -> None:
+        """After an MQTT (re)connect: every retained topic of every paired accessory."""
+        self._retained.republish()
+
+    def catalogue(self) -> list[dict[str, Any]]:
+        return [entry for session in self.sessions.values() for entry in session.mirror.catalogue()]
+
+    # ---- bridge/request handlers -----------------------------------------------------
+    def _require_controller(self) -> Controller:
+        if self.controller is None:
+            raise BridgeError("the controller side is not running")
+        return self.controller
+
+    async def _discover(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+        controller = self._require_controller()
+        wait = float(body.get("timeout", 0) or 0)
+        if wait > 0:
+            await asyncio.sleep(min(wait, 30.0))  # let zeroconf answers come in
+        return discoveries(controller, self.store)
+
+    async def _pair(self, body: dict[str, Any]) -> dict[str, Any]:
+        controller = self._require_controller()
+        try:
+            device_id = str(body["device_id"])
+            setup_code = str(body["setup_code"])
+            alias = str(body["alias"])
+        except KeyError as err:
+            raise PairingError(
+                f"pair needs device_id, setup_code and alias; {err} missing"
+            ) from None
+        async with self._pair_lock:
+            try:
+                pairing = await pair_accessory(
+                    controller,
+                    self.store,
+                    device_id=device_id,
+                    setup_code=setup_code,
+                    alias=alias,
+                    find_timeout=float(body.get("timeout", self.settings.discover_timeout)),
+                )
+            except HomeKitException as err:
+                raise PairingError(
+                    f"pairing {device_id} failed: {err or type(err).__name__}"
+                ) from err
+            self._start_session(alias, pairing)
+        self._api.catalogue_changed()
+        return {"alias": alias, "device_id": device_id.lower()}
+
+    async def _unpair(self, body: dict[str, Any]) -> dict[str, Any]:
+        controller = self._require_controller()
+        alias = str(body.get("alias", ""))
+        if alias not in self.store:
+            raise PairingError(f"no pairing called {alias!r}")
+        async with self._pair_lock:
+            session = self.sessions.pop(alias, None)
+            if session is not None:
+                await session.stop(shutdown=False)
+            try:
+                confirmed = await unpair_accessory(
+                    controller, self.store, alias, force=bool(body.get("force", False))
+                )
+            except PairingError:
+                if session is not None:  # kept: connect it again
+                    self._start_session(alias, controller.aliases[alias])
+                raise
+            if session is not None:
+                session.mirror.unload()
+        self._api.catalogue_changed()
+        return {"alias": alias, "confirmed": confirmed}
+
+    async def _list_pairings(self, body: dict[str, Any]) -> list[dict[str, Any]]:
+        result = []
+        for alias, data in self.store.all().items():
+            session = self.sessions.get(alias)
+            result.append(
+                {
+                    "alias": alias,
+                    "device_id": str(data.get("AccessoryPairingID", "")).lower(),
+                    "connection": data.get("Connection", "IP"),
+                    "address": data.get("AccessoryIP"),
+                    "port": data.get("AccessoryPort"),
+                    "connected": bool(session and session.connected),
+                    "available": bool(session and session.mirror.available),
+                    "devices": sorted(session.mirror.devices) if session else [],
+                }
+            )
+        return result
