@@ -20,6 +20,7 @@ from zeroconf.asyncio import AsyncZeroconf
 from . import __version__, const
 from .api import BridgeApi
 from .config import Config
+from .controller.side import ControllerSide
 from .errors import TopicError
 from .exposer.bridge import quiet_hap_protocol_logging
 from .exposer.side import ExposerSide
@@ -49,6 +50,7 @@ class App:
         )
         self.api = BridgeApi(self.link, config.base_topic)
         self.exposer: ExposerSide | None = None
+        self.controller: ControllerSide | None = None
 
     async def wait_started(self) -> None:
         await self._started.wait()
@@ -67,15 +69,22 @@ class App:
                 zeroconf=zeroconf,
                 version=__version__,
             )
+            self.controller = ControllerSide(
+                config=self.config, link=self.link, api=self.api, zeroconf=zeroconf
+            )
+            self.exposer.set_foreign(self.controller.owns)
             self.exposer.driver.pairing_changed = self.api.publish_info
             self.api.set_info(self._info)
             self.link.add_connect_hook(self.api.republish)
+            self.link.add_connect_hook(self.controller.republish)
             await self.exposer.start()
+            await self.controller.start()
             link_task = asyncio.get_running_loop().create_task(self.link.run())
             self._started.set()
             try:
                 await stop.wait()
             finally:
+                await self.controller.stop()  # publishes the mirrors' `offline` first
                 await self.link.close()
                 link_task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -106,6 +115,12 @@ class App:
             path = parsed.path
             if len(path) >= 2 and path[0] == const.BRIDGE_REQUEST:
                 self.api.handle_request("/".join(path[1:]), message.payload)
+            return
+        controller = self.controller
+        if controller is not None and controller.owns(parsed.device_id):
+            # Our own mirror: commands go to the accessory; its state is never device input.
+            if isinstance(parsed, topics.CommandTopic):
+                controller.handle_command(parsed, message.retain, message.payload)
             return
         if self.exposer is not None:
             self.exposer.handle(parsed, message)

@@ -12,6 +12,7 @@ from pathlib import Path
 from . import __version__
 from .app import App
 from .config import Config, load
+from .controller import commands as controller_commands
 from .errors import BridgeError
 
 DEFAULT_CONFIG = Path("bridge.yaml")
@@ -39,6 +40,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_controller(args: argparse.Namespace) -> int:
+    config = load(args.config)
+    _setup_logging("warning")
+    return controller_commands.run(config, args)
+
+
 def _cmd_check(args: argparse.Namespace) -> int:
     load(args.config)
     print(f"{args.config}: OK")
@@ -59,8 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_cmd_run)
     check = sub.add_parser("check-config", help="validate bridge.yaml and exit")
     check.set_defaults(func=_cmd_check)
-    for subparser in (run, check):
+    controller_commands.add_subcommands(sub)
+    for subparser in sub.choices.values():
         subparser.add_argument("-c", "--config", type=Path, default=argparse.SUPPRESS)
+        if subparser.get_default("controller_command") is not None:
+            subparser.set_defaults(func=_cmd_controller)
     return parser
 
 
