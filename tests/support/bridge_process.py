@@ -58,8 +58,9 @@ class BridgeProcess:
                 self.config[key] = value
         self.config_path = self.dir / "bridge.yaml"
         self.log_path = self.dir / "bridge.log"
+        self.out_path = self.dir / "bridge.out"
         self._proc: subprocess.Popen[bytes] | None = None
-        self._log_offset = 0
+        self._offsets: dict[Path, int] = {}
 
     def write_config(self) -> None:
         self.config_path.write_text(yaml.safe_dump(self.config))
@@ -67,16 +68,15 @@ class BridgeProcess:
     def start(self, timeout: float = 15.0, expect_mqtt: bool = True) -> None:
         """Start and wait until HAP listens (and MQTT is connected when `expect_mqtt`)."""
         self.write_config()
-        self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
-        log = self.log_path.open("ab")
-        self._proc = subprocess.Popen(
-            [sys.executable, "-m", "mqtt_hk_bridge", "run", "-c", str(self.config_path)],
-            cwd=REPO_ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        log.close()
+        self._offsets = {path: _size(path) for path in (self.out_path, self.log_path)}
+        with self.out_path.open("ab") as out, self.log_path.open("ab") as log:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-m", "mqtt_hk_bridge", "run", "-c", str(self.config_path)],
+                cwd=REPO_ROOT,
+                stdout=out,
+                stderr=log,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
@@ -87,13 +87,24 @@ class BridgeProcess:
             time.sleep(0.05)
         raise AssertionError(f"bridge did not start within {timeout}s:\n{self.log()}")
 
-    def log(self) -> str:
-        """What the bridge printed since its last start."""
-        if not self.log_path.exists():
+    def _since_start(self, path: Path) -> str:
+        if not path.exists():
             return ""
-        with self.log_path.open("rb") as handle:
-            handle.seek(self._log_offset)
+        with path.open("rb") as handle:
+            handle.seek(self._offsets.get(path, 0))
             return handle.read().decode("utf-8", "replace")
+
+    def log(self) -> str:
+        """Everything the bridge wrote since its last start: its logs, then its terminal output."""
+        return self.logs() + self.terminal()
+
+    def logs(self) -> str:
+        """What the bridge logged (stderr) since its last start: what log collectors keep."""
+        return self._since_start(self.log_path)
+
+    def terminal(self) -> str:
+        """What the bridge printed for the person at the terminal (stdout) since its start."""
+        return self._since_start(self.out_path)
 
     @property
     def running(self) -> bool:
@@ -123,6 +134,10 @@ class BridgeProcess:
         """The HAP device id (pairing id) from the bridge's state file."""
         state = json.loads((self.data_dir / "homekit-state.json").read_text())
         return str(state["mac"])
+
+
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.exists() else 0
 
 
 async def advertised_txt(name: str, device_id: str) -> dict[str, str]:
