@@ -1,0 +1,109 @@
+"""Both sides in the one bridge process (issue 3 on top of issue 2): the daemon pairs with
+a HomeKit accessory through the MQTT request API and through the CLI, mirrors it, writes
+it, and never shows it again as one of its own bridged accessories (no loop)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.accessory_process import AccessoryProcess
+from tests.support.bridge_process import REPO_ROOT, BridgeProcess
+from tests.support.hap_client import HapClient
+from tests.support.mosquitto import MqttProbe
+from tests.support.wait import wait_for
+
+LIGHT_ON = "HomeKit/demo-2/Lightbulb/On"
+FAST_CONTROLLER = {"reconnect_min": 0.2, "reconnect_max": 1.0, "poll_interval": 0}
+
+
+@pytest.fixture
+async def peer(tmp_path: Path) -> AsyncIterator[AccessoryProcess]:
+    accessory = AccessoryProcess(tmp_path)
+    await accessory.start()
+    try:
+        yield accessory
+    finally:
+        await accessory.stop()
+
+
+async def light_writes(peer: AccessoryProcess) -> list[object]:
+    return [w["value"] for w in await peer.writes() if w["aid"] == 2]
+
+
+async def test_pair_over_mqtt_then_mirror_write_and_no_loop(
+    make_bridge, peer: AccessoryProcess, probe: MqttProbe
+) -> None:
+    bridge: BridgeProcess = make_bridge(controller=FAST_CONTROLLER)
+    request = {
+        "device_id": peer.device_id,
+        "setup_code": peer.pin,
+        "alias": "demo",
+        "transaction": "t-1",
+    }
+    await probe.publish("HomeKit/bridge/request/pair", json.dumps(request))
+    response = json.loads(
+        (await probe.wait_message("HomeKit/bridge/response/pair", timeout=20)).payload
+    )
+    assert response["status"] == "ok", response
+    assert response["transaction"] == "t-1"
+
+    state = await probe.wait_message(LIGHT_ON, lambda m: m.retain or m.payload in (b"0", b"1"))
+    assert state.payload in (b"0", b"1")
+    await probe.publish(f"{LIGHT_ON}/set", "1")
+    await wait_for(lambda: _nonempty(light_writes(peer)), message="write reached the light")
+    await probe.publish("HomeKit/marker", "x")
+    await probe.wait_message("HomeKit/marker")
+    assert await light_writes(peer) == [True]  # exactly one write per /set
+
+    # The mirrored devices are in the catalogue as `homekit`, never as bridged accessories.
+    devices = await probe.wait_message("HomeKit/bridge/devices", lambda m: b'"demo-2"' in m.payload)
+    origins = {d["id"]: d["origin"] for d in json.loads(devices.payload)}
+    assert origins["demo-2"] == "homekit"
+    home = await HapClient.pair(bridge.host, bridge.hap_port, bridge.device_id, bridge.setup_code)
+    try:
+        assert [a["aid"] for a in await home.list_accessories()] == [1]
+    finally:
+        await home.close()
+
+
+async def _nonempty(values) -> bool:
+    return bool(await values)
+
+
+async def test_cli_pairing_is_mirrored_after_a_restart(
+    make_bridge, peer: AccessoryProcess, probe: MqttProbe
+) -> None:
+    bridge: BridgeProcess = make_bridge(controller=FAST_CONTROLLER)
+    bridge.stop()
+    result = subprocess.run(
+        [
+            sys.executable, "-m", "mqtt_hk_bridge", "pair", peer.device_id, peer.pin,
+            "--alias", "demo", "-c", str(bridge.config_path),
+        ],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    pairing_file = bridge.data_dir / "controller-pairings.json"
+    assert pairing_file.stat().st_mode & 0o777 == 0o600
+
+    bridge.start()
+    await probe.wait_message(
+        "HomeKit/demo/availability", lambda m: m.payload == b"online", timeout=20
+    )
+    await probe.wait_message(LIGHT_ON)
+    await peer.set(2, 9, True)  # the light switched on at the accessory itself
+    await probe.wait_message(LIGHT_ON, lambda m: m.payload == b"1")
+
+    since = len(probe.messages)
+    assert bridge.stop() == 0
+    # A clean stop says goodbye for the mirror too.
+    await probe.wait_message(
+        "HomeKit/demo/availability",
+        lambda m: m.payload == b"offline" and probe.messages.index(m) >= since,
+    )
