@@ -31,6 +31,7 @@ from pyhap.const import (
 from pyhap.iid_manager import IIDManager
 from pyhap.service import Service
 
+from ..const import INFO_SERVICE
 from ..errors import PayloadError
 from ..homekit.catalog import Catalog
 from ..mqtt.payloads import HapValue, coerce
@@ -237,6 +238,10 @@ def build_accessory(
         model=_text(device.info("Model")) or "MQTT device",
         serial_number=_text(device.info("SerialNumber")) or device.device_id,
     )
+    # The information service's characteristics take value updates like any other.
+    info_service = accessory.get_service(INFO_SERVICE)
+    for char in info_service.characteristics:
+        accessory.characteristics[CharKey(ServiceKey(INFO_SERVICE), char.display_name)] = char
     for key in device.exposed_services:
         values = device.services[key]
         service_info = catalog.service(key.service)

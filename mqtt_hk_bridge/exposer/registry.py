@@ -15,6 +15,9 @@ from .. import const
 from ..mqtt.payloads import HapValue
 from ..mqtt.topics import CharKey, ServiceKey
 
+#: Availability remembered for devices not seen yet (bounded: any topic could name one).
+MAX_EARLY_AVAILABILITY = 1024
+
 
 class Change(enum.Enum):
     NONE = "none"
@@ -53,12 +56,14 @@ class Device:
 class Registry:
     def __init__(self) -> None:
         self.devices: dict[str, Device] = {}
+        self._early_availability: dict[str, bool] = {}
 
     def set_value(self, device_id: str, key: CharKey, value: HapValue, now: float) -> Change:
         device = self.devices.get(device_id)
         change = Change.NONE
         if device is None:
-            device = self.devices[device_id] = Device(device_id)
+            online = self._early_availability.pop(device_id, None)
+            device = self.devices[device_id] = Device(device_id, online=online)
             change = Change.STRUCTURE
         device.last_seen = now
         values = device.services.get(key.service_key)
@@ -92,9 +97,16 @@ class Registry:
         return Change.STRUCTURE
 
     def set_online(self, device_id: str, online: bool, now: float) -> bool:
-        """Record the availability topic; True when the device's availability changed."""
+        """Record the availability topic; True when the device's availability changed.
+
+        A device's retained `offline` may arrive before its first state topic: it is kept
+        and applied when the device appears.
+        """
         device = self.devices.get(device_id)
         if device is None:
+            self._early_availability[device_id] = online
+            while len(self._early_availability) > MAX_EARLY_AVAILABILITY:
+                del self._early_availability[next(iter(self._early_availability))]
             return False
         if online:
             device.last_seen = now

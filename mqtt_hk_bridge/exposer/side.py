@@ -203,6 +203,10 @@ class ExposerSide:
             return
         was_available = self._available(device_id)
         change = self.registry.set_value(device_id, key, value, time.time())
+        if not message.retain:
+            # A live message proves the device is up, whether or not it says `online` too;
+            # a retained one may be older than its `offline`.
+            self.registry.set_online(device_id, True, time.time())
         self._dirty = True
         pace = pace_of(key.characteristic)
         if change is Change.STRUCTURE:

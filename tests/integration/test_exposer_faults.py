@@ -317,3 +317,42 @@ def _run(bridge: BridgeProcess, command: str) -> subprocess.CompletedProcess[str
         timeout=30,
         check=False,
     )
+
+
+async def test_availability_before_the_first_value_and_recovery_by_a_live_value(
+    make_bridge, probe: MqttProbe
+) -> None:
+    # Retained messages reach a starting bridge in any order: the device's Last Will can
+    # come before its first value, and must still count.
+    await probe.publish("HomeKit/sleepy/availability", "offline", retain=True)
+    await probe.publish("HomeKit/sleepy/TemperatureSensor/CurrentTemperature", "19", retain=True)
+    bridge = make_bridge()
+    home = await HapClient.pair(bridge.host, bridge.hap_port, bridge.device_id, bridge.setup_code)
+    try:
+        accessories = await accessories_with(home, "sleepy")
+        aid = aid_of(accessories, "sleepy")
+        iid = char_of(accessories, aid, "8A", "11")["iid"]
+        assert await status_of(home, aid, iid) == NO_RESPONSE
+
+        # It wakes and publishes, without saying `online`: a live value proves it is up.
+        await probe.publish("HomeKit/sleepy/TemperatureSensor/CurrentTemperature", "20")
+        await wait_for(lambda: _reads(home, aid, iid, 20), message="back with its new value")
+    finally:
+        await home.close()
+
+
+async def test_information_updates_show_without_a_restart(
+    bridge: BridgeProcess, home: HapClient, probe: MqttProbe
+) -> None:
+    await probe.publish("HomeKit/esp/TemperatureSensor/CurrentTemperature", "18")
+    await probe.publish("HomeKit/esp/AccessoryInformation/FirmwareRevision", "1.0.0")
+    accessories = await accessories_with(home, "esp")
+    aid = aid_of(accessories, "esp")
+    firmware = char_of(accessories, aid, "3E", "52")["iid"]
+    await wait_for(lambda: _reads(home, aid, firmware, "1.0.0"), message="firmware 1.0.0")
+    await probe.publish("HomeKit/esp/AccessoryInformation/FirmwareRevision", "1.1.0")
+    await wait_for(lambda: _reads(home, aid, firmware, "1.1.0"), message="firmware 1.1.0")
+
+
+async def _reads(home: HapClient, aid: int, iid: int, value: object) -> bool:
+    return (await home.get([(aid, iid)]))[(aid, iid)].get("value") == value
