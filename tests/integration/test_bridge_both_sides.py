@@ -60,6 +60,9 @@ async def test_pair_over_mqtt_then_mirror_write_and_no_loop(
     await probe.publish("HomeKit/marker", "x")
     await probe.wait_message("HomeKit/marker")
     assert await light_writes(peer) == [True]  # exactly one write per /set
+    # The accessory sends no event to its writer (aiohomekit reports the written value to
+    # the session itself): the mirror shows the new state all the same.
+    await probe.wait_message(LIGHT_ON, lambda m: m.payload == b"1")
 
     # The mirrored devices are in the catalogue as `homekit`, never as bridged accessories.
     devices = await probe.wait_message("HomeKit/bridge/devices", lambda m: b'"demo-2"' in m.payload)
