@@ -19,6 +19,7 @@ from .errors import BridgeError, NotConnectedError, PayloadError
 from .mqtt.link import MqttLink
 from .mqtt.payloads import payload_text
 from .mqtt.topics import bridge_topic
+from .tasks import TaskSet
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -33,7 +34,7 @@ class BridgeApi:
         self._handlers: dict[str, RequestHandler] = {}
         self._sources: list[CatalogueSource] = []
         self._info: Callable[[], dict[str, Any]] = dict
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._requests = TaskSet(_LOGGER, "Request")
         self._catalogue_pending = False
         self._last_catalogue: str | None = None
 
@@ -89,9 +90,7 @@ class BridgeApi:
         self._publish_catalogue(force=True)
 
     def handle_request(self, action: str, payload: bytes) -> None:
-        task = asyncio.get_running_loop().create_task(self._answer(action, payload))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._requests.spawn(self._answer(action, payload))
 
     async def _answer(self, action: str, payload: bytes) -> None:
         body: dict[str, Any] = {}

@@ -32,6 +32,7 @@ from .. import const
 from ..errors import PayloadError
 from ..mqtt import payloads
 from ..mqtt.topics import CommandTopic
+from ..tasks import TaskSet
 from .mirror import AccessoryMirror, CharId
 from .pairings import PairingStore
 from .settings import ControllerSettings
@@ -83,7 +84,7 @@ class PairingSession:
         self._event = event
         self._catalogue_changed = catalogue_changed
         self._task: asyncio.Task[None] | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks = TaskSet(_LOGGER, f"Controller session {alias}")
         self._read_lock = asyncio.Lock()
         self._pending_reads: set[CharId] = set()
         self._forced_reads: set[CharId] = set()
@@ -111,12 +112,11 @@ class PairingSession:
         self._task.add_done_callback(self._supervisor_done)
 
     async def stop(self, *, shutdown: bool = True) -> None:
-        tasks = [task for task in (self._task, *self._tasks) if task is not None]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
+        if self._task is not None:
+            self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+                await self._task
+        await self._tasks.cancel()
         if self._unsubscribe_events is not None:
             self._unsubscribe_events()
             self._unsubscribe_events = None
@@ -308,7 +308,7 @@ class PairingSession:
                         _LOGGER.debug("%s: read %s: %s", self.alias, char_id, data)
 
     def _read_soon(self, ids: Iterable[CharId], *, force: bool = False) -> None:
-        self._spawn(self._guarded_read(set(ids), force))
+        self._tasks.spawn(self._guarded_read(set(ids), force))
 
     async def _guarded_read(self, ids: set[CharId], force: bool) -> None:
         try:
@@ -316,16 +316,6 @@ class PairingSession:
         except LINK_ERRORS as err:
             _LOGGER.info("%s: read failed: %s", self.alias, err or type(err).__name__)
             await self._drop()
-
-    def _spawn(self, coro: Any) -> None:
-        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            _LOGGER.error("%s: task failed", self.alias, exc_info=task.exception())
 
     # ---- events ----------------------------------------------------------------------
     def _on_event(self, data: dict[CharId, dict[str, Any]]) -> None:

@@ -29,6 +29,7 @@ from ..config import Config
 from ..errors import BridgeError, NotConnectedError
 from ..mqtt.link import MqttLink
 from ..mqtt.topics import CommandTopic, command_topic
+from ..tasks import TaskSet
 from .mirror import AccessoryMirror, RetainedTopics
 from .pairings import (
     PairingError,
@@ -95,7 +96,7 @@ class ControllerSide:
         self._browsers: list[AsyncServiceBrowser] = []
         self.sessions: dict[str, PairingSession] = {}
         self._pair_lock = asyncio.Lock()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._commands = TaskSet(_LOGGER, "Controller command")
 
     # ---- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
@@ -119,8 +120,7 @@ class ControllerSide:
         _LOGGER.info("Controller side started with %d pairing(s)", len(self.sessions))
 
     async def stop(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
+        await self._commands.cancel()
         for session in list(self.sessions.values()):
             await session.stop()
             session.mirror.set_available(False)  # offline as a clean goodbye
@@ -186,17 +186,7 @@ class ControllerSide:
                 device=topic.device_id,
             )
             return
-        self._spawn(session.command(topic, payload))
-
-    def _spawn(self, coro: Any) -> None:
-        task: asyncio.Task[None] = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            _LOGGER.error("Controller command failed", exc_info=task.exception())
+        self._commands.spawn(session.command(topic, payload))
 
     async def republish(self) -> None:
         """After an MQTT (re)connect: every retained topic of every paired accessory."""

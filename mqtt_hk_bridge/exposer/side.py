@@ -34,6 +34,7 @@ from ..mqtt.topics import (
     state_topic,
 )
 from ..store import JsonStore
+from ..tasks import TaskSet
 from .bridge import BridgeDriver, MqttAccessory, MqttBridge, build_accessory
 from .ids import IdStore
 from .notify import EventPacer, Pace, pace_of
@@ -95,7 +96,7 @@ class ExposerSide:
         self._availability: dict[str, bool] = {}
         self._dirty = False
         self._config_pending: asyncio.TimerHandle | None = None
-        self._tasks: list[asyncio.Task[None]] = []
+        self._loops = TaskSet(_LOGGER, "Accessory-side loop")
         self._is_foreign: Callable[[str], bool] = lambda _device_id: False
         for device in list(self.registry.devices.values()):
             self._expose(device)
@@ -112,15 +113,11 @@ class ExposerSide:
     async def start(self) -> None:
         """Publish the bridge over HAP and mDNS, with every known accessory already in it."""
         await self.driver.async_start()
-        loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._flush_loop()), loop.create_task(self._expiry_loop())]
+        self._loops.spawn(self._flush_loop(), name="flush-values")
+        self._loops.spawn(self._expiry_loop(), name="expire-devices")
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self._loops.cancel()
         self._pacer.close()
         if self._config_pending is not None:
             self._config_pending.cancel()
