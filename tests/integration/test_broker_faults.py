@@ -1,0 +1,77 @@
+"""The broker goes away and comes back (RELIABILITY T01, T03): the bridge reconnects by
+itself, says `online` again, republishes its retained topics, and the Home app keeps its
+accessories and values throughout."""
+
+from __future__ import annotations
+
+import json
+
+from tests.support.accessories import aid_of, char_of
+from tests.support.bridge_process import BridgeProcess
+from tests.support.hap_client import HapClient
+from tests.support.mosquitto import MqttProbe
+from tests.support.wait import wait_for
+
+from .test_exposer_devices import accessories_with
+
+
+async def test_broker_restart_reconnects_and_republishes(make_mosquitto, tmp_path) -> None:
+    broker = make_mosquitto()  # not persistent: the restarted broker has lost everything
+    bridge = BridgeProcess(tmp_path / "bridge", broker.port)
+    bridge.start()
+    try:
+        async with MqttProbe(broker.host, broker.port) as device:
+            await device.publish("HomeKit/esp/TemperatureSensor/CurrentTemperature", "20")
+        home = await HapClient.pair(
+            bridge.host, bridge.hap_port, bridge.device_id, bridge.setup_code
+        )
+        accessories = await accessories_with(home, "esp")
+        aid = aid_of(accessories, "esp")
+        iid = char_of(accessories, aid, "8A", "11")["iid"]
+        await home.subscribe([(aid, iid)])
+
+        broker.stop()
+        assert await home.read(aid, iid) == 20  # HAP carries on without the broker
+        broker.start()
+        async with MqttProbe(broker.host, broker.port) as late:
+            await late.subscribe("HomeKit/bridge/#")
+            await late.wait_message(
+                "HomeKit/bridge/state", lambda m: m.payload == b"online", timeout=15
+            )
+            await late.wait_message("HomeKit/bridge/devices")
+        async with MqttProbe(broker.host, broker.port) as later:
+            # What a Node-RED flow that starts now finds retained on the new broker:
+            await later.subscribe("HomeKit/bridge/#")
+            state = await later.wait_message("HomeKit/bridge/state")
+            assert state.payload == b"online" and state.retain
+            devices = await later.wait_message("HomeKit/bridge/devices")
+            assert [d["id"] for d in json.loads(devices.payload)] == ["esp"]
+            assert devices.retain
+            await later.publish("HomeKit/esp/TemperatureSensor/CurrentTemperature", "21")
+            await home.wait_event(aid, iid, 21, timeout=5)
+        assert [e.value for e in home.events_for(aid, iid)] == [21]  # no spurious events
+        await home.close()
+    finally:
+        bridge.stop()
+
+
+async def test_bridge_started_without_broker_connects_when_it_comes(
+    make_mosquitto, tmp_path
+) -> None:
+    broker = make_mosquitto()
+    broker.stop()
+    bridge = BridgeProcess(tmp_path / "bridge", broker.port)
+    bridge.start(expect_mqtt=False)
+    try:
+        await wait_for(lambda: "MQTT connection" in bridge.log(), message="a failed attempt")
+        broker.start()
+        await wait_for(
+            lambda: "Connected to MQTT broker" in bridge.log(), timeout=15, message="connected"
+        )
+        async with MqttProbe(broker.host, broker.port) as probe:
+            await probe.subscribe("HomeKit/bridge/state")
+            await probe.wait_message("HomeKit/bridge/state", lambda m: m.payload == b"online")
+        attempts = bridge.log().count("MQTT connection to")
+        assert attempts <= 10, f"{attempts} connection attempts: backoff is not working"
+    finally:
+        bridge.stop()
