@@ -86,6 +86,11 @@ class EventPacer:
             timer.cancel()
         self._pending.pop(key, None)
 
+    def supersede(self, key: Hashable) -> None:
+        """Drop a held-back value: a newer one is already known where it would go (a
+        Home-app write sets the value itself)."""
+        self._cancel(key)
+
     def forget(self, key: Hashable) -> None:
         """Drop a characteristic that no longer exists (its device or service was removed)."""
         self._cancel(key)

@@ -357,6 +357,8 @@ class ExposerSide:
             # HAP-python has already taken the value; the device never got it.
             self._restore_value(device_id, key)
             raise
+        # A device value still held back by the event window is older than this write.
+        self._pacer.supersede((device_id, key))
         self.registry.set_value(device_id, key, value, self.registry.devices[device_id].last_seen)
         self._dirty = True
 

@@ -4,6 +4,8 @@ speed is measured in bench/."""
 
 from __future__ import annotations
 
+import pytest
+
 from tests.support.accessories import aid_of, char_of
 from tests.support.bridge_process import BridgeProcess
 from tests.support.hap_client import HapClient
@@ -17,9 +19,17 @@ BUTTON, SWITCH_EVENT = "89", "73"
 
 
 async def subscribed(home: HapClient, device: str, service: str, char: str) -> tuple[int, int]:
-    accessories = await accessories_with(home, device)
-    aid = aid_of(accessories, device)
-    iid = int(char_of(accessories, aid, service, char)["iid"])
+    """Subscribe to a characteristic once the device shows it in /accessories."""
+
+    async def listed() -> tuple[int, int] | None:
+        accessories = await accessories_with(home, device)
+        aid = aid_of(accessories, device)
+        try:
+            return aid, int(char_of(accessories, aid, service, char)["iid"])
+        except AssertionError:
+            return None
+
+    aid, iid = await wait_for(listed, message=f"{device} {service}/{char}")
     await home.subscribe([(aid, iid)])
     return aid, iid
 
@@ -91,3 +101,25 @@ async def test_every_button_press_is_an_event_but_a_retained_one_is_not(
     finally:
         await home.close()
         bridge.stop()
+
+
+async def test_a_home_app_write_is_not_undone_by_a_held_back_older_value(
+    bridge: BridgeProcess, home: HapClient, probe: MqttProbe
+) -> None:
+    topic = "HomeKit/lamp/Lightbulb/Brightness"
+    await probe.publish("HomeKit/lamp/Lightbulb/On", "1")
+    await probe.publish(topic, "40")
+    aid, iid = await subscribed(home, "lamp", "43", "8")
+    await probe.publish(topic, "50")  # goes out at once
+    await home.wait_event(aid, iid, 50, timeout=5)
+    await probe.publish(topic, "60")  # held back until the window ends
+    await probe.publish("HomeKit/marker", "1")
+    await probe.wait_message("HomeKit/marker")
+    assert await home.put([(aid, iid, 80)]) == {(aid, iid): 0}
+    await probe.wait_message(f"{topic}/set", lambda m: m.payload == b"80")
+    await probe.publish(topic, "80")  # the device confirms
+    # The held-back 60 is older than the write: it must never reach the Home app, which
+    # would then show 60 while the lamp is at 80. (Absence: wait out two event windows.)
+    with pytest.raises(AssertionError, match="timed out"):
+        await home.wait_event(aid, iid, 60, timeout=2.0)
+    assert await home.read(aid, iid) == 80
