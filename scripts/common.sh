@@ -13,6 +13,7 @@ mosquitto_binary() {
 ensure_debian_packages() {
   local missing=()
   [ -n "$(mosquitto_binary)" ] || missing+=(mosquitto)
+  [ "${WITH_NODE:-0}" = 1 ] && ! command -v npm >/dev/null 2>&1 && missing+=(nodejs npm)
   python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "Installing ${missing[*]} from Debian's packages"
@@ -27,4 +28,9 @@ ensure_venv() {
   [ -x .venv/bin/python ] || python3 -m venv .venv
   .venv/bin/python -m pip install -q --upgrade pip >/dev/null
   .venv/bin/python -m pip install -q -e ".${extras}"
+}
+
+# Aedes (Node-RED's broker) for the MQTT 3.1.1 tests, from the npm registry.
+ensure_aedes() {
+  (cd tests/peers/aedes && npm ci --silent --no-audit --no-fund >/dev/null)
 }

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # The test command: installs what the tests need (Mosquitto, a virtualenv with the test
-# extras), then lint, types and the whole suite against real peers on loopback.
+# extras, Aedes from npm), then lint, types and the whole suite against real peers on
+# loopback.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/common.sh
 
-ensure_debian_packages
+WITH_NODE=1 ensure_debian_packages
 ensure_venv "[test]"
+ensure_aedes
 .venv/bin/ruff check .
 .venv/bin/mypy
 exec .venv/bin/python -m pytest "$@"

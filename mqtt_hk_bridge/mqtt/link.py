@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import aiomqtt
+from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from .. import const
@@ -42,6 +43,11 @@ class IncomingMessage:
 
 MessageHandler = Callable[[IncomingMessage], None]
 ConnectHook = Callable[[], Awaitable[None]]
+
+
+def _code(rc: int | ReasonCode | None) -> int | None:
+    """paho reports MQTT 5 reason codes as ReasonCode objects, 3.1.1 codes as ints."""
+    return rc.value if isinstance(rc, ReasonCode) else rc
 
 
 def _tls_context(config: MqttConfig) -> ssl.SSLContext | None:
@@ -171,7 +177,7 @@ class MqttLink:
                 if (
                     self._config.protocol == "auto"
                     and self._protocol == aiomqtt.ProtocolVersion.V5
-                    and err.rc in _UNSUPPORTED_PROTOCOL_CODES
+                    and _code(err.rc) in _UNSUPPORTED_PROTOCOL_CODES
                 ):
                     _LOGGER.info("Broker refuses MQTT 5; using MQTT 3.1.1")
                     self._protocol = aiomqtt.ProtocolVersion.V311
@@ -183,6 +189,9 @@ class MqttLink:
                 _LOGGER.warning(
                     "MQTT connection to %s:%s lost: %s", self._config.host, self._config.port, err
                 )
+            except Exception:
+                # Whatever goes wrong, the bridge must not be left without its broker.
+                _LOGGER.exception("MQTT connection failed unexpectedly; reconnecting")
             finally:
                 self._client = None
                 self._connected.clear()
