@@ -1,0 +1,1 @@
+"""Benchmarks: figures measured on loopback, reported, never asserted (not collected by pytest)."""
