@@ -71,6 +71,7 @@ DEVICE_OPTIONS = {
     vol.Optional("command_topic"): COMMAND_TOPIC,
     vol.Optional("retain_commands"): bool,
     vol.Optional("expire_after"): vol.Any(None, SECONDS),
+    vol.Optional("remove_after"): vol.Any(None, SECONDS),
 }
 
 SCHEMA = vol.Schema(
@@ -109,6 +110,7 @@ SCHEMA = vol.Schema(
             vol.Optional("command_topic", default=COMMAND_TOPIC_SET): COMMAND_TOPIC,
             vol.Optional("retain_commands", default=False): bool,
             vol.Optional("expire_after", default=None): vol.Any(None, SECONDS),
+            vol.Optional("remove_after", default=None): vol.Any(None, SECONDS),
         },
         vol.Optional("devices", default={}): vol.Schema({device_id: DEVICE_OPTIONS}),
         vol.Optional("controller", default={}): CONTROLLER_SCHEMA,
@@ -162,6 +164,8 @@ class DeviceOptions:
     command_topic: str = COMMAND_TOPIC_SET
     retain_commands: bool = False
     expire_after: float | None = None
+    #: Silent this long, the device leaves the bridge (and its retained topics are cleared).
+    remove_after: float | None = None
 
 
 @dataclass(frozen=True)

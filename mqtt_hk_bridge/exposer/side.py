@@ -95,6 +95,7 @@ class ExposerSide:
         self._accessories: dict[str, MqttAccessory] = {}
         self._availability: dict[str, bool] = {}
         self._dirty = False
+        self._started_at = time.time()
         self._config_pending: asyncio.TimerHandle | None = None
         self._loops = TaskSet(_LOGGER, "Accessory-side loop")
         self._is_foreign: Callable[[str], bool] = lambda _device_id: False
@@ -113,6 +114,7 @@ class ExposerSide:
     async def start(self) -> None:
         """Publish the bridge over HAP and mDNS, with every known accessory already in it."""
         await self.driver.async_start()
+        self._started_at = time.time()
         self._loops.spawn(self._flush_loop(), name="flush-values")
         self._loops.spawn(self._expiry_loop(), name="expire-devices")
 
@@ -392,6 +394,26 @@ class ExposerSide:
             await asyncio.sleep(EXPIRY_CHECK_INTERVAL)
             for device_id in list(self._availability):
                 self._availability_changed(device_id)
+            self._remove_silent_devices(time.time())
+
+    def _remove_silent_devices(self, now: float) -> None:
+        """`remove_after`: a device silent that long leaves the bridge (never by default)."""
+        for device in list(self.registry.devices.values()):
+            remove_after = self._config.device_options(device.device_id).remove_after
+            # Silence while the bridge itself was down does not count against a device.
+            silent_since = max(device.last_seen, self._started_at)
+            if remove_after is None or now - silent_since <= remove_after:
+                continue
+            try:
+                self._remove_device(device)
+            except NotConnectedError:
+                return  # its retained topics must go too; try again once connected
+            self._api.event(
+                "device_removed",
+                f"{device.device_id} was silent for more than {remove_after:g} s "
+                "(remove_after); removed from the bridge",
+                device=device.device_id,
+            )
 
     # -- persistence ----------------------------------------------------------------------
 
@@ -448,6 +470,14 @@ class ExposerSide:
         device = self.registry.devices.get(device_id)
         if device is None:
             raise BridgeError(f"no MQTT device {device_id!r}")
+        return {"id": device_id, "cleared_topics": self._remove_device(device)}
+
+    def _remove_device(self, device: Device) -> int:
+        """Take a device off the bridge; returns how many retained topics were cleared.
+
+        Raises NotConnectedError (nothing removed) while the broker is away.
+        """
+        device_id = device.device_id
         base = self._config.base_topic
         # Clear its retained topics too, or the broker would bring the device back.
         topics = [
@@ -456,11 +486,13 @@ class ExposerSide:
             for name in values
         ]
         topics.append(availability_topic(base, device_id))
+        if not self._link.connected:
+            raise NotConnectedError("not connected to the MQTT broker; nothing removed")
         for topic in topics:
             self._link.publish(topic, b"", retain=True)
         self.registry.remove(device_id)
         self._apply_change(device_id, Change.STRUCTURE)
-        return {"id": device_id, "cleared_topics": len(topics)}
+        return len(topics)
 
     async def _request_rename(self, body: dict[str, Any]) -> dict[str, Any]:
         device_id = str(body.get("id", ""))

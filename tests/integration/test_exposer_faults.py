@@ -356,3 +356,35 @@ async def test_information_updates_show_without_a_restart(
 
 async def _reads(home: HapClient, aid: int, iid: int, value: object) -> bool:
     return (await home.get([(aid, iid)]))[(aid, iid)].get("value") == value
+
+
+async def test_remove_after_takes_a_silent_device_off_the_bridge(
+    make_bridge, probe: MqttProbe
+) -> None:
+    bridge = make_bridge(devices={"gone": {"remove_after": 1.0}})
+    home = await HapClient.pair(bridge.host, bridge.hap_port, bridge.device_id, bridge.setup_code)
+    try:
+        await probe.publish("HomeKit/gone/TemperatureSensor/CurrentTemperature", "5", retain=True)
+        await probe.publish("HomeKit/kept/TemperatureSensor/CurrentTemperature", "6", retain=True)
+        await accessories_with(home, "gone")
+        await accessories_with(home, "kept")
+        event = await probe.wait_message(
+            "HomeKit/bridge/event", lambda m: b"device_removed" in m.payload, timeout=5
+        )
+        assert json.loads(event.payload)["device"] == "gone"
+
+        async def only_kept() -> bool:
+            listed = await home.list_accessories()
+            try:
+                aid_of(listed, "gone")
+            except AssertionError:
+                return aid_of(listed, "kept") > 1
+            return False
+
+        await wait_for(only_kept, message="gone removed, kept kept")
+        cleared = await probe.wait_message(
+            "HomeKit/gone/TemperatureSensor/CurrentTemperature", lambda m: m.payload == b""
+        )
+        assert cleared.payload == b""  # the broker will not bring it back
+    finally:
+        await home.close()
