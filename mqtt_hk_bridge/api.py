@@ -23,6 +23,9 @@ from .tasks import TaskSet
 
 _LOGGER = logging.getLogger(__name__)
 
+#: Changes to the catalogue within this many seconds are published together.
+CATALOGUE_DELAY = 0.25
+
 RequestHandler = Callable[[dict[str, Any]], Awaitable[Any]]
 CatalogueSource = Callable[[], list[dict[str, Any]]]
 
@@ -70,11 +73,12 @@ class BridgeApi:
         return sorted(devices, key=lambda device: str(device["id"]))
 
     def catalogue_changed(self) -> None:
-        """Republish `bridge/devices` soon; changes in one loop turn are sent once."""
+        """Republish `bridge/devices` soon: a burst of changes (a start-up flood of retained
+        topics) is sent once, not once per message."""
         if self._catalogue_pending:
             return
         self._catalogue_pending = True
-        asyncio.get_running_loop().call_soon(self._publish_catalogue)
+        asyncio.get_running_loop().call_later(CATALOGUE_DELAY, self._publish_catalogue)
 
     def _publish_catalogue(self, force: bool = False) -> None:
         self._catalogue_pending = False

@@ -30,16 +30,25 @@ def _validate(data: Any) -> None:
 
 
 class IdStore:
-    """aid per device id, iid per (device id, key); persisted on every allocation."""
+    """aid per device id, iid per (device id, key).
+
+    New allocations are written by `save()`, which the caller runs before a controller can
+    see them (before the accessory joins the bridge): one fsync per accessory built, not one
+    per characteristic.
+    """
 
     def __init__(self, path: Path) -> None:
         self._store = JsonStore(path, _validate)
         data = self._store.load() or {"next_aid": FIRST_BRIDGED_AID, "devices": {}}
         self._next_aid: int = data["next_aid"]
         self._devices: dict[str, dict[str, Any]] = data["devices"]
+        self._unsaved = False
 
-    def _save(self) -> None:
-        self._store.save({"next_aid": self._next_aid, "devices": self._devices})
+    def save(self) -> None:
+        """Persist allocations made since the last save (nothing to do if none)."""
+        if self._unsaved:
+            self._store.save({"next_aid": self._next_aid, "devices": self._devices})
+            self._unsaved = False
 
     def _entry(self, device_id: str) -> dict[str, Any]:
         entry = self._devices.get(device_id)
@@ -47,7 +56,7 @@ class IdStore:
             entry = {"aid": self._next_aid, "next_iid": FIRST_IID, "iids": {}}
             self._next_aid += 1
             self._devices[device_id] = entry
-            self._save()
+            self._unsaved = True
         return entry
 
     def aid(self, device_id: str) -> int:
@@ -66,5 +75,5 @@ class IdStore:
             found = entry["next_iid"]
             entry["next_iid"] = found + 1
             iids[key] = found
-            self._save()
+            self._unsaved = True
         return found

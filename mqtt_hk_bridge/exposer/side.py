@@ -229,17 +229,21 @@ class ExposerSide:
 
     def _check_room(self, device_id: str, key: CharKey) -> None:
         device = self.registry.devices.get(device_id)
-        if device is None:
-            exposed = len(self._accessories)
-            if key.service != const.INFO_SERVICE and exposed >= const.MAX_BRIDGED_ACCESSORIES:
-                raise BridgeError(
-                    f"the bridge already shows {exposed} accessories, the most HomeKit "
-                    "allows on one bridge; device not added"
-                )
-        elif (
-            key.service_key not in device.services
-            and len(device.services) > MAX_SERVICES_PER_DEVICE
+        services = device.services if device is not None else {}
+        if key.service_key in services:
+            return
+        exposed = len(self._accessories)
+        # Information alone does not make an accessory; its first real service does.
+        if (
+            key.service != const.INFO_SERVICE
+            and device_id not in self._accessories
+            and exposed >= const.MAX_BRIDGED_ACCESSORIES
         ):
+            raise BridgeError(
+                f"the bridge already shows {exposed} accessories, the most HomeKit "
+                "allows on one bridge; device not added"
+            )
+        if len(services) >= MAX_SERVICES_PER_DEVICE:
             raise BridgeError(f"{device_id} already has {MAX_SERVICES_PER_DEVICE} services")
 
     def _handle_availability(self, parsed: AvailabilityTopic, message: IncomingMessage) -> None:
@@ -314,6 +318,7 @@ class ExposerSide:
             available=lambda: self._available(device_id),
             on_write=self._home_app_write,
         )
+        self._ids.save()  # before any controller can see the new ids
         accessories = self.bridge.accessories
         accessories[aid] = accessory
         # Listed in aid order whatever the order of arrival, so the same devices always give

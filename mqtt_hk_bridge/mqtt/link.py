@@ -200,8 +200,12 @@ class MqttLink:
             delay = min(delay * 2, self._reconnect_max)
 
     async def _serve(self, client: aiomqtt.Client) -> None:
+        # QoS 0: a broker holds at most so many QoS 1 messages per client (Mosquitto: 1000)
+        # and drops the rest, so a start-up flood of retained topics would lose devices. QoS
+        # 0 to a connected client is not queued that way; what a lost connection loses, the
+        # retained topics and our own store bring back on the next connect.
         options = (
-            SubscribeOptions(qos=1, noLocal=True)
+            SubscribeOptions(qos=0, noLocal=True)
             if self._protocol == aiomqtt.ProtocolVersion.V5
             else None
         )
@@ -209,7 +213,7 @@ class MqttLink:
             if options is not None:
                 await client.subscribe(pattern, options=options)
             else:
-                await client.subscribe(pattern, qos=1)
+                await client.subscribe(pattern, qos=0)
         self._client = client
         self.connect_count += 1
         _LOGGER.info(

@@ -33,6 +33,7 @@ def test_each_device_gets_its_own_aid_and_keeps_it(path: Path) -> None:
 def test_aids_are_stable_across_reload(path: Path) -> None:
     first = IdStore(path)
     before = {d: first.aid(d) for d in ("esp1", "esp2", "esp3")}
+    first.save()
     again = IdStore(path)
     # Asked in another order after the restart: nothing shifts.
     assert {d: again.aid(d) for d in ("esp3", "esp1", "esp2")} == before
@@ -42,8 +43,10 @@ def test_aids_are_never_reused(path: Path) -> None:
     ids = IdStore(path)
     ids.aid("esp1")
     ids.aid("esp2")
+    ids.save()
     again = IdStore(path)
     assert again.aid("new-device") == 4
+    again.save()
     assert IdStore(path).aid("another") == 5
 
 
@@ -71,6 +74,7 @@ def test_iids_are_stable_and_new_keys_are_appended(path: Path) -> None:
     ids = IdStore(path)
     keys = ["AccessoryInformation/1", "TemperatureSensor/1", "TemperatureSensor/1/Current"]
     before = {k: ids.iid("esp1", k) for k in keys}
+    ids.save()
     again = IdStore(path)
     # A service added later takes the next free iid; the old ones keep theirs.
     assert again.iid("esp1", "HumiditySensor/1") == max(before.values()) + 1
@@ -82,7 +86,11 @@ def test_iids_are_stable_and_new_keys_are_appended(path: Path) -> None:
 def test_iids_are_never_reused_within_a_device(path: Path) -> None:
     ids = IdStore(path)
     seen = [ids.iid("esp1", f"Switch/{n}") for n in range(1, 9)]
-    seen += [IdStore(path).iid("esp1", f"Switch/{n}/On") for n in range(1, 9)]
+    ids.save()
+    for n in range(1, 9):
+        again = IdStore(path)
+        seen.append(again.iid("esp1", f"Switch/{n}/On"))
+        again.save()
     assert len(set(seen)) == len(seen)
 
 
@@ -92,11 +100,14 @@ def test_iid_for_an_unknown_device_gives_it_an_aid(path: Path) -> None:
     assert ids.known_aid("esp9") == 2
 
 
-def test_every_allocation_is_on_disk_at_once(path: Path) -> None:
-    # A kill -9 right after an allocation must not hand the same number out again.
+def test_allocations_are_on_disk_after_save(path: Path) -> None:
+    # The accessory side saves before an accessory with new ids joins the bridge, so a
+    # kill -9 can never hand out again a number a controller has seen.
     ids = IdStore(path)
     ids.aid("esp1")
     ids.iid("esp1", "Switch/1")
+    assert not path.exists()  # one write per accessory built, not one per allocation
+    ids.save()
     on_disk = json.loads(path.read_text())
     assert on_disk["next_aid"] == 3
     assert on_disk["devices"]["esp1"]["aid"] == 2
@@ -104,7 +115,9 @@ def test_every_allocation_is_on_disk_at_once(path: Path) -> None:
 
 
 def test_store_file_is_private(path: Path) -> None:
-    IdStore(path).aid("esp1")
+    ids = IdStore(path)
+    ids.aid("esp1")
+    ids.save()
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
 
 
@@ -117,7 +130,9 @@ def test_corrupt_id_file_stops_start_up(path: Path) -> None:
 def test_corrupt_id_file_recovers_from_bak(path: Path) -> None:
     ids = IdStore(path)
     ids.aid("esp1")
-    ids.aid("esp2")  # the .bak now holds esp1
+    ids.save()
+    ids.aid("esp2")
+    ids.save()  # the .bak now holds esp1
     path.write_text("{")
     again = IdStore(path)
     assert again.aid("esp1") == 2
