@@ -4,7 +4,8 @@ built from the registry with the ids from `ids`.
 HAP-python gaps closed here (RELIABILITY.md): its state file is written through our atomic
 0600 store and a pairing that cannot be saved is refused; writes to unknown, read-only or
 unavailable characteristics and invalid values get their HAP status (-70409, -70404,
--70402, -70410) instead of a 500 or a silent clamp.
+-70402, -70410) instead of a 500 or a silent clamp; removing a pairing closes that
+controller's open sessions. Pair-setup limits and pairing caps live in `hap_guard`.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from ..homekit.catalog import Catalog
 from ..mqtt.payloads import HapValue, coerce
 from ..mqtt.topics import CharKey, ServiceKey
 from ..store import JsonStore
+from .hap_guard import ATTEMPTS_FILE, FailedAttempts, GuardedServer, PairSetupGuard
 from .ids import IdStore
 from .registry import Device
 
@@ -48,12 +50,17 @@ WriteHandler = Callable[[str, CharKey, HapValue], None]
 class BridgeDriver(AccessoryDriver):  # type: ignore[misc]
     """AccessoryDriver with our state file and HAP write validation."""
 
+    http_server: GuardedServer
+
     def __init__(self, *, state_path: Path, catalog: Catalog, **kwargs: Any) -> None:
         self._state_store = JsonStore(state_path)
         self._catalog = catalog
         #: Called after a controller pairs or is removed (bridge/info says "paired").
         self.pairing_changed: Callable[[], None] = lambda: None
         super().__init__(persist_file=str(state_path), **kwargs)
+        self.pair_setup_guard = PairSetupGuard(FailedAttempts(state_path.parent / ATTEMPTS_FILE))
+        # HAP-python's own server is not started yet: ours replaces it, on its address.
+        self.http_server = GuardedServer(self.http_server._addr_port, self, self.pair_setup_guard)
 
     def add_accessory(self, accessory: Accessory) -> None:
         self.accessory = accessory
@@ -92,10 +99,22 @@ class BridgeDriver(AccessoryDriver):  # type: ignore[misc]
         return True
 
     def unpair(self, client_uuid: uuid.UUID) -> None:
+        before = set(self.state.paired_clients)
+        # Removing the last admin removes every pairing (HAP-python's State does that).
         self.state.remove_paired_client(client_uuid)
+        self._close_sessions(before - set(self.state.paired_clients))
         self.persist()
         _LOGGER.info("Removed a controller's pairing; %d left", len(self.state.paired_clients))
         self.pairing_changed()
+
+    def _close_sessions(self, removed: set[uuid.UUID]) -> None:
+        """Close the verified sessions of removed controllers (HAP-python keeps them open)."""
+        for connection in list(self.http_server.connections.values()):
+            handler = connection.handler
+            if handler is not None and handler.client_uuid in removed:
+                # After this request's response is written: it may be the removed one's own.
+                self.loop.call_soon(connection.close)
+                _LOGGER.info("Closing the session of a removed controller")
 
     def refresh_config(self) -> bool:
         """Bump the configuration number if, and only if, the accessory database changed."""
