@@ -14,6 +14,7 @@ from .app import App
 from .config import Config, load
 from .controller import commands as controller_commands
 from .errors import BridgeError
+from .exposer.hap_guard import reset_pair_setup_attempts
 
 DEFAULT_CONFIG = Path("bridge.yaml")
 
@@ -46,6 +47,14 @@ def _cmd_controller(args: argparse.Namespace) -> int:
     return controller_commands.run(config, args)
 
 
+def _cmd_reset_pair_setup(args: argparse.Namespace) -> int:
+    config = load(args.config)
+    previous = reset_pair_setup_attempts(config.data_dir)
+    before = "an unreadable count" if previous is None else f"{previous} failed attempt(s)"
+    print(f"Pair-setup unlocked: the counter went from {before} to 0.")
+    return 0
+
+
 def _cmd_check(args: argparse.Namespace) -> int:
     load(args.config)
     print(f"{args.config}: OK")
@@ -66,6 +75,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=_cmd_run)
     check = sub.add_parser("check-config", help="validate bridge.yaml and exit")
     check.set_defaults(func=_cmd_check)
+    reset = sub.add_parser(
+        "reset-pair-setup",
+        help="unlock pairing after 100 wrong setup codes (run on the bridge's machine)",
+    )
+    reset.set_defaults(func=_cmd_reset_pair_setup)
     controller_commands.add_subcommands(sub)
     for subparser in sub.choices.values():
         subparser.add_argument("-c", "--config", type=Path, default=argparse.SUPPRESS)
