@@ -7,6 +7,8 @@ import json
 import logging
 import os
 import stat
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -194,16 +196,32 @@ def test_temp_file_that_cannot_be_created_leaves_old_file(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.json", "s.json.bak"]
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes into read-only directories")
-def test_read_only_directory_leaves_old_file(tmp_path: Path) -> None:
-    path, before, _ = _seed(tmp_path)
-    tmp_path.chmod(0o500)
-    try:
-        with pytest.raises(PermissionError):
-            JsonStore(path).save({"id": "new"})
-    finally:
-        tmp_path.chmod(0o700)
+def test_disk_full_leaves_old_file_and_no_temp_file(tmp_path: Path) -> None:
+    # A real write failure, even as root: the file-size limit makes write() fail with EFBIG,
+    # as a full disk fails it with ENOSPC.
+    path, before, bak_before = _seed(tmp_path)
+    script = (
+        "import resource, signal, sys\n"
+        "from pathlib import Path\n"
+        "from mqtt_hk_bridge.store import JsonStore\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (64, 64))\n"
+        "try:\n"
+        "    JsonStore(Path(sys.argv[1])).save({'id': 'x' * 4096})\n"
+        "except OSError as err:\n"
+        "    print(type(err).__name__, err.errno)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
+    assert result.stdout.startswith("OSError"), result.stdout + result.stderr
     assert path.read_bytes() == before
+    assert backup_path(path).read_bytes() == bak_before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.json", "s.json.bak"]
 
 
 # --- corrupt files: fall back to .bak, or stop with the file's name ----------------------
