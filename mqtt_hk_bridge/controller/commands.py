@@ -1,5 +1,6 @@
 """CLI commands of the controller side; they work without a running daemon, on the same
-pairing store (a pairing made here is picked up by the daemon at its next start).
+pairing store (a running daemon follows the file: it takes a pairing made here up within a
+second, and lets go of one removed here).
 
     discover                         accessories on the network (IP)
     pair <device-id> <code> --alias  pair one

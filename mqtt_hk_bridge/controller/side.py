@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import re
+from pathlib import Path
 from typing import Any
 
 from aiohomekit.controller import Controller
@@ -26,7 +27,7 @@ from zeroconf.asyncio import AsyncServiceBrowser, AsyncZeroconf
 from .. import const
 from ..api import BridgeApi
 from ..config import Config
-from ..errors import BridgeError, NotConnectedError
+from ..errors import BridgeError, NotConnectedError, StateFileError
 from ..mqtt.link import MqttLink
 from ..mqtt.topics import CommandTopic, command_topic
 from ..tasks import TaskSet
@@ -44,6 +45,17 @@ from .settings import ControllerSettings
 _LOGGER = logging.getLogger(__name__)
 
 _BRIDGED_SUFFIX = re.compile(r"^-\d+$")
+#: How often the pairing file is checked for pairings made by the CLI next to the daemon.
+PAIRING_FILE_CHECK_INTERVAL = 1.0
+
+
+def _signature(path: Path) -> tuple[int, int, int] | None:
+    """What changes when the file is replaced or rewritten (our store always replaces it)."""
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
 
 
 async def start_controller(
@@ -97,6 +109,8 @@ class ControllerSide:
         self.sessions: dict[str, PairingSession] = {}
         self._pair_lock = asyncio.Lock()
         self._commands = TaskSet(_LOGGER, "Controller command")
+        self._watch = TaskSet(_LOGGER, "Following the pairing file")
+        self._pairing_file: tuple[int, int, int] | None = None
 
     # ---- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
@@ -111,6 +125,8 @@ class ControllerSide:
                 self._api.event("pairing_skipped", f"{alias}: {err}", device=alias)
                 continue
             self._start_session(alias, pairing)
+        self._pairing_file = _signature(self.store.path)
+        self._watch.spawn(self._follow_pairing_file(), name="follow-pairing-file")
         self._api.register("discover", self._discover)
         self._api.register("pair", self._pair)
         self._api.register("unpair", self._unpair)
@@ -120,6 +136,7 @@ class ControllerSide:
         _LOGGER.info("Controller side started with %d pairing(s)", len(self.sessions))
 
     async def stop(self) -> None:
+        await self._watch.cancel()
         await self._commands.cancel()
         for session in list(self.sessions.values()):
             await session.stop()
@@ -143,6 +160,42 @@ class ControllerSide:
         self.sessions[alias] = session
         session.start()
         return session
+
+    async def _follow_pairing_file(self) -> None:
+        """Take up pairings that `mqtt-hk-bridge pair` / `unpair` made next to the daemon."""
+        while True:
+            await asyncio.sleep(PAIRING_FILE_CHECK_INTERVAL)
+            signature = _signature(self.store.path)
+            if signature == self._pairing_file:
+                continue
+            self._pairing_file = signature
+            async with self._pair_lock:
+                await self._sync_sessions()
+
+    async def _sync_sessions(self) -> None:
+        controller = self._require_controller()
+        try:
+            pairings = self.store.load()
+        except StateFileError as err:
+            self._api.event("pairing_file_unreadable", str(err))
+            return
+        for alias in sorted(set(self.sessions) - set(pairings)):
+            session = self.sessions.pop(alias)
+            await session.stop()
+            session.mirror.unload()
+            pairing = controller.aliases.pop(alias, None)
+            if pairing is not None:
+                controller.pairings.pop(str(pairing.id).lower(), None)
+            _LOGGER.info("Pairing %s was removed from the pairing file", alias)
+        for alias in sorted(set(pairings) - set(self.sessions)):
+            try:
+                pairing = controller.load_pairing(alias, pairings[alias])
+            except HomeKitException as err:
+                self._api.event("pairing_skipped", f"{alias}: {err}", device=alias)
+                continue
+            self._start_session(alias, pairing)
+            _LOGGER.info("Pairing %s was added to the pairing file", alias)
+        self._api.catalogue_changed()
 
     # ---- routing ---------------------------------------------------------------------
     def _alias_of(self, device_id: str) -> str | None:

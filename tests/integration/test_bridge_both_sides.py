@@ -110,3 +110,32 @@ async def test_cli_pairing_is_mirrored_after_a_restart(
         "HomeKit/demo/availability",
         lambda m: m.payload == b"offline" and probe.messages.index(m) >= since,
     )
+
+
+async def test_cli_pair_and_unpair_next_to_the_running_daemon(
+    make_bridge, peer: AccessoryProcess, probe: MqttProbe
+) -> None:
+    bridge: BridgeProcess = make_bridge(controller=FAST_CONTROLLER)
+    paired = _cli(bridge, "pair", peer.device_id, peer.pin, "--alias", "demo")
+    assert paired.returncode == 0, paired.stderr
+    await probe.wait_message(
+        "HomeKit/demo/availability", lambda m: m.payload == b"online", timeout=10
+    )
+    await probe.wait_message(LIGHT_ON)
+
+    unpaired = _cli(bridge, "unpair", "demo")
+    assert unpaired.returncode == 0, unpaired.stderr
+    # The daemon lets go of it: its retained mirror is cleared.
+    await probe.wait_message(LIGHT_ON, lambda m: m.payload == b"", timeout=10)
+    assert (await peer.info())["paired"] is False
+
+
+def _cli(bridge: BridgeProcess, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "mqtt_hk_bridge", *args, "-c", str(bridge.config_path)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
