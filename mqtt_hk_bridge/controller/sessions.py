@@ -2,11 +2,14 @@
 
 What aiohomekit 4.0.1 leaves to us, and how it is done here:
 - Availability: its callback only ever reports True, so the supervisor watches
-  `is_connected` and failed requests itself and publishes `online`/`offline`.
-- Bounded reconnects: its own retry loop restarts at 0.5 s after every loss and does not
-  count connections that fail during pair-verify. The supervisor stops that loop after each
-  attempt and schedules the next one with full-jitter exponential backoff (capped), and a
-  connection that drops again soon after it came up keeps the backoff growing.
+  `is_connected` and failed requests itself and publishes `online`/`offline`: offline at
+  once when a request goes unanswered or a short-lived connection drops; a stable
+  connection that ends (an idle close) is retried at once, offline only if that fails.
+- Bounded reconnects: its own retry loop restarts at once after every loss and does not
+  count connections that fail during pair-verify. The supervisor keeps a lost connection
+  down, stops that loop after each attempt and schedules the next one with full-jitter
+  exponential backoff (capped), and a connection that drops again soon after it came up
+  keeps the backoff growing.
 - Address/port moves: aiohomekit takes new zeroconf records and wakes its connector; the
   supervisor's backoff wakes on a new record too, so a moved accessory is back in seconds.
 - c# change -> the accessory database is read again and the mirror rebuilt; s# change or a
@@ -143,17 +146,26 @@ class PairingSession:
                 delay = min(delay * 2, settings.reconnect_max)
                 continue
             up_since = time.monotonic()
+            # aiohomekit reconnects at once whenever a live connection is lost, bypassing the
+            # backoff below and faster than `_watch` can see (a storm when the accessory drops
+            # each session as it comes up). A connection marked closing stays down when lost;
+            # `_attempt` clears the marks again.
+            self.pairing.connection.closing = True
             try:
                 await self._on_connected()
                 await self._watch()
             except LINK_ERRORS as err:
                 _LOGGER.info("%s: connection failed: %s", self.alias, err or type(err).__name__)
-                await self._drop()
+                self._set_available(False)  # a request went unanswered
+            await self._drop()
             if time.monotonic() - up_since < STABLE_AFTER:
                 # Up and down again at once (a reset after pair-verify): no storm.
+                self._set_available(False)
                 await self._backoff(delay)
                 delay = min(delay * 2, settings.reconnect_max)
             else:
+                # A stable connection ended (an idle close): try again at once, offline only
+                # if that fails.
                 delay = settings.reconnect_min
 
     async def _attempt(self) -> bool:
@@ -164,6 +176,10 @@ class PairingSession:
         self.attempt_times.append(time.monotonic())
         del self.attempt_times[:-100]
         before = connection.last_connector_error
+        # aiohomekit 4.0.1 sets `closed` for good when a transport goes down while closing
+        # (after our _drop, or a loss while marked closing) and never clears it: is_connected
+        # would stay False after every later pair-verify, and the accessory never come back.
+        connection.closed = False
         connection.reconnect_soon()
         deadline = time.monotonic() + self._settings.connect_timeout
         error: BaseException | None = None
@@ -315,6 +331,7 @@ class PairingSession:
             await self.read(ids, force=force)
         except LINK_ERRORS as err:
             _LOGGER.info("%s: read failed: %s", self.alias, err or type(err).__name__)
+            self._set_available(False)
             await self._drop()
 
     # ---- events ----------------------------------------------------------------------
@@ -390,6 +407,7 @@ class PairingSession:
                 f"{where}: write failed ({err or type(err).__name__})",
                 device=command.device_id,
             )
+            self._set_available(False)
             await self._drop()
             return
         status = result.get(char.char_id) if result else None
