@@ -11,13 +11,12 @@ import pytest
 from mqtt_hk_bridge.controller.mirror import build
 from tests.support.accessory_process import AccessoryProcess
 from tests.support.controller_harness import ControllerHarness
+from tests.support.fixtures import ACCESSORY_DATABASES, DATABASE_FILES
 from tests.support.mosquitto import Mosquitto
 from tests.support.wait import wait_for
 
-DATABASES = Path("/work/shared/fixtures/accessory-databases")
-if not DATABASES.is_dir():  # the repo's own copy, when the shared folder is not mounted
-    DATABASES = Path(__file__).resolve().parents[1] / "fixtures" / "accessory-databases"
-NAMES = sorted(path.stem for path in DATABASES.glob("*.json"))
+DATABASES = ACCESSORY_DATABASES
+NAMES = [path.stem for path in DATABASE_FILES]
 
 
 @pytest.mark.parametrize("name", NAMES)

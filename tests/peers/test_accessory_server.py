@@ -15,15 +15,11 @@ from aiohomekit.uuid import normalize_uuid
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZeroconf
 
 from tests.support.accessory_process import AccessoryProcess, PeerError
+from tests.support.fixtures import DATABASE_FILES
 from tests.support.hap_client import HapClient, find_iid
 from tests.support.wait import wait_for
 
-_FIXTURE_DIRS = [
-    Path(__file__).resolve().parents[1] / "fixtures" / "accessory-databases",
-    Path("/work/shared/fixtures/accessory-databases"),
-]
-DATABASE_DIR = next((d for d in _FIXTURE_DIRS if d.is_dir()), _FIXTURE_DIRS[-1])
-DATABASES = sorted(DATABASE_DIR.glob("*.json"))
+DATABASES = DATABASE_FILES
 NUMERIC = {"int", "float", "uint8", "uint16", "uint32", "uint64"}
 HAP_TCP = "_hap._tcp.local."
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,8 +12,9 @@ import pytest
 from mqtt_hk_bridge.controller.mirror import build, device_id_for, topics_of
 from mqtt_hk_bridge.controller.sessions import repeated_ids
 from mqtt_hk_bridge.mqtt.topics import CharKey, ServiceKey, parse
+from tests.support.fixtures import ACCESSORY_DATABASES
 
-DATABASES = Path("/work/shared/fixtures/accessory-databases")
+DATABASES = ACCESSORY_DATABASES
 APPLE = "-0000-1000-8000-0026BB765291"
 VENDOR = "E863F10A-079E-48FF-8F27-9C2605A29F52"
 
