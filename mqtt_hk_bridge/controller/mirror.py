@@ -9,15 +9,25 @@ in iid order, so the topics stay the same as long as the accessory's database do
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from aiohomekit.model.characteristics.characteristic_types import CharacteristicsTypes
+from aiohomekit.model.services.service_types import ServicesTypes
+
 from .. import const
 from ..errors import NotConnectedError
-from ..homekit.catalog import DEFAULT_MAX_LEN, CharInfo, get_catalog, normalize_uuid
+from ..homekit.catalog import (
+    APPLE_UUID_SUFFIX,
+    DEFAULT_MAX_LEN,
+    CharInfo,
+    get_catalog,
+    normalize_uuid,
+)
 from ..mqtt import payloads
 from ..mqtt.link import MqttLink
 from ..mqtt.topics import CharKey, ServiceKey, availability_topic, state_topic
@@ -38,12 +48,39 @@ def device_id_for(alias: str, aid: int) -> str:
 
 def service_name(type_uuid: str) -> str:
     found = get_catalog().service_by_uuid(type_uuid)
-    return found.name if found is not None else normalize_uuid(type_uuid)
+    if found is not None:
+        return found.name
+    return _known_names()[0].get(normalize_uuid(type_uuid), normalize_uuid(type_uuid))
 
 
 def characteristic_name(type_uuid: str) -> str:
     found = get_catalog().characteristic_by_uuid(type_uuid)
-    return found.name if found is not None else normalize_uuid(type_uuid)
+    if found is not None:
+        return found.name
+    return _known_names()[1].get(normalize_uuid(type_uuid), normalize_uuid(type_uuid))
+
+
+@functools.cache
+def _known_names() -> tuple[dict[str, str], dict[str, str]]:
+    """Names for Apple types HAP-python's tables lack but aiohomekit knows (protocol
+    information, ...): `PROTOCOL_INFORMATION` -> `ProtocolInformation`. Only Apple's own
+    UUIDs: a vendor's UUID means what that vendor says on that device (Eve reuses its UUIDs
+    across products), so it stays a UUID. A name HAP-python gives another type is not used."""
+    catalog = get_catalog()
+    taken = {*catalog.services, *catalog.characteristics}
+
+    def table(types: type) -> dict[str, str]:
+        names: dict[str, str] = {}
+        for attribute, value in vars(types).items():
+            if attribute.startswith("_") or not isinstance(value, str):
+                continue
+            type_uuid = normalize_uuid(value)
+            name = "".join(part.capitalize() for part in attribute.split("_"))
+            if type_uuid.endswith(APPLE_UUID_SUFFIX) and name not in taken:
+                names.setdefault(type_uuid, name)
+        return names
+
+    return table(ServicesTypes), table(CharacteristicsTypes)
 
 
 def char_info(name: str, raw: Mapping[str, Any]) -> CharInfo:

@@ -41,7 +41,7 @@ ON_IID, BRIGHTNESS_IID, TEMPERATURE_IID = 9, 10, 9
 # Empty strings (the demo's FirmwareRevision, the bridge's Manufacturer and Model) go out as
 # zero-length retained payloads, which MQTT treats as "no retained value": not listed here.
 EXPECTED_TOPICS = {
-    "HomeKit/demo/000000A2-0000-1000-8000-0026BB765291/Version",
+    "HomeKit/demo/ProtocolInformation/Version",
     "HomeKit/demo/AccessoryInformation/Name",
     "HomeKit/demo/AccessoryInformation/SerialNumber",
     "HomeKit/demo-2/AccessoryInformation/Manufacturer",

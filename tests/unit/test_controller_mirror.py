@@ -9,7 +9,13 @@ from typing import Any
 
 import pytest
 
-from mqtt_hk_bridge.controller.mirror import build, device_id_for, topics_of
+from mqtt_hk_bridge.controller.mirror import (
+    build,
+    characteristic_name,
+    device_id_for,
+    service_name,
+    topics_of,
+)
 from mqtt_hk_bridge.controller.sessions import repeated_ids
 from mqtt_hk_bridge.mqtt.topics import CharKey, ServiceKey, parse
 from tests.support.fixtures import ACCESSORY_DATABASES
@@ -96,17 +102,17 @@ def test_device_ids() -> None:
 # sha256 (first 16 hex) of the sorted topic list for alias "dev", and the topic count. A
 # change here changes users' topics: make it a conscious one.
 GOLDEN = {
-    "aqara_gateway": (37, "42a1926ca7607216"),
-    "camera": (21, "b4d7bd803a4fb013"),
-    "ecobee3": (85, "3ca8928b8e79bed2"),
-    "eve_energy": (32, "a1c4af320da96ddf"),
+    "aqara_gateway": (37, "57bee7310be648a5"),
+    "camera": (21, "9c8505bf2ceb4000"),
+    "ecobee3": (85, "7d259475839c12f7"),
+    "eve_energy": (32, "64d742cc960ded88"),
     "home_assistant_bridge_camera": (58, "0b99ea4418160a30"),
-    "hue_bridge": (185, "fa08564d60a3046c"),
+    "hue_bridge": (185, "41df0cbc06358d15"),
     "idevices_switch": (16, "d2179946e6d70fc6"),
     "koogeek_ls1": (18, "5e67cde931ad19a3"),
     "lennox_e30": (15, "6e6df2847f70365d"),
-    "nanoleaf_bulb": (36, "18c281de5d9b7d1a"),
-    "vocolinc_flowerbud": (35, "b77500b50439a481"),
+    "nanoleaf_bulb": (36, "3624deada649c616"),
+    "vocolinc_flowerbud": (35, "91732d03555d5f8c"),
 }
 
 SAMPLES = {
@@ -149,3 +155,13 @@ def test_repeated_ids_in_one_event_frame() -> None:
     assert repeated_ids(body) == {(2, 10)}
     assert repeated_ids({"characteristics": [{"aid": 1, "iid": 2}]}) == set()
     assert repeated_ids([]) == set()
+
+
+def test_apple_types_missing_from_hap_python_get_aiohomekits_names() -> None:
+    assert service_name("A2") == "ProtocolInformation"
+    assert service_name("00000701-0000-1000-8000-0026BB765291") == "ThreadTransport"
+    # A vendor's UUID means what that vendor says: it stays a UUID, whatever aiohomekit
+    # calls it on one product.
+    assert characteristic_name(VENDOR) == VENDOR
+    # HAP-python's names come first.
+    assert service_name("43") == "Lightbulb"
