@@ -38,9 +38,8 @@ REJECT_MEMORY = 1024
 class App:
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.rejected_messages = 0
+        self.rejected_topics = 0
         self._reject_reported: OrderedDict[str, float] = OrderedDict()
-        self._started = asyncio.Event()
         self.link = MqttLink(
             config.mqtt,
             subscriptions=topics.subscriptions(config.base_topic),
@@ -51,9 +50,6 @@ class App:
         self.api = BridgeApi(self.link, config.base_topic)
         self.exposer: ExposerSide | None = None
         self.controller: ControllerSide | None = None
-
-    async def wait_started(self) -> None:
-        await self._started.wait()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set; then say goodbye on MQTT and stop in reverse order."""
@@ -80,7 +76,6 @@ class App:
             await self.exposer.start()
             await self.controller.start()
             link_task = asyncio.get_running_loop().create_task(self.link.run())
-            self._started.set()
             try:
                 await stop.wait()
             finally:
@@ -103,6 +98,7 @@ class App:
             "paired": exposer.paired,
             "accessories": len(exposer.bridge.accessories),
             "mqtt_protocol": self.link.protocol,
+            "rejected_topics": self.rejected_topics,
         }
 
     def _on_message(self, message: IncomingMessage) -> None:
@@ -126,7 +122,7 @@ class App:
             self.exposer.handle(parsed, message)
 
     def _reject(self, topic: str, err: TopicError) -> None:
-        self.rejected_messages += 1
+        self.rejected_topics += 1
         now = time.monotonic()
         last = self._reject_reported.get(topic)
         if last is not None and now - last < REJECT_REPORT_INTERVAL:
@@ -136,3 +132,4 @@ class App:
         while len(self._reject_reported) > REJECT_MEMORY:
             self._reject_reported.popitem(last=False)
         self.api.event("invalid_topic", str(err), topic=topic[:512])
+        self.api.publish_info()  # its count of refused topics

@@ -358,10 +358,6 @@ def add_subcommands(subparsers: Any) -> None:
     p.set_defaults(controller_command=_cmd_watch)
 
 
-def is_controller_command(args: argparse.Namespace) -> bool:
-    return getattr(args, "controller_command", None) is not None
-
-
 async def run_async(config: Config, args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     command: Command = args.controller_command
     try:

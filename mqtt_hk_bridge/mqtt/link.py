@@ -87,8 +87,6 @@ class MqttLink:
         self._client_id = config.client_id or f"mqtt-hk-bridge-{uuid.uuid4().hex[:8]}"
         self._pending: set[asyncio.Task[None]] = set()
         self._own: OrderedDict[tuple[str, bytes], int] = OrderedDict()
-        self._connected = asyncio.Event()
-        self.connect_count = 0
 
     @property
     def connected(self) -> bool:
@@ -101,9 +99,6 @@ class MqttLink:
     def add_connect_hook(self, hook: ConnectHook) -> None:
         """`hook` runs after every (re)connect, once subscriptions are in place."""
         self._connect_hooks.append(hook)
-
-    async def wait_connected(self) -> None:
-        await self._connected.wait()
 
     def publish(
         self, topic: str, payload: str | bytes, *, retain: bool = False, qos: int = 1
@@ -194,7 +189,6 @@ class MqttLink:
                 _LOGGER.exception("MQTT connection failed unexpectedly; reconnecting")
             finally:
                 self._client = None
-                self._connected.clear()
             # Full jitter keeps a fleet of bridges from reconnecting in lockstep.
             await asyncio.sleep(random.uniform(delay / 2, delay))  # noqa: S311
             delay = min(delay * 2, self._reconnect_max)
@@ -215,7 +209,6 @@ class MqttLink:
             else:
                 await client.subscribe(pattern, qos=0)
         self._client = client
-        self.connect_count += 1
         _LOGGER.info(
             "Connected to MQTT broker %s:%s (MQTT %s)",
             self._config.host,
@@ -225,7 +218,6 @@ class MqttLink:
         self.publish(self._will_topic, const.ONLINE, retain=True)
         for hook in self._connect_hooks:
             await hook()
-        self._connected.set()
         async for message in client.messages:
             self._dispatch(message)
 

@@ -128,6 +128,10 @@ async def test_bad_input_is_reported_and_the_last_good_value_stays(
     event = json.loads(probe.messages_on("HomeKit/bridge/event")[-1].payload)
     assert event["type"] in ("invalid_message", "invalid_topic")
     assert bridge.running
+    # The three topics outside the grammar are counted in bridge/info.
+    await probe.wait_message(
+        "HomeKit/bridge/info", lambda m: json.loads(m.payload)["rejected_topics"] == 3
+    )
 
 
 async def test_empty_retained_payload_clears_and_never_reads_as_zero(
