@@ -85,6 +85,7 @@ class BridgeProcess:
             if ready and (not expect_mqtt or "Connected to MQTT broker" in self.log()):
                 return
             time.sleep(0.05)
+        self.kill9()  # never leave a half-started bridge behind
         raise AssertionError(f"bridge did not start within {timeout}s:\n{self.log()}")
 
     def _since_start(self, path: Path) -> str:
