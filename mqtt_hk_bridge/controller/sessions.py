@@ -96,12 +96,9 @@ class PairingSession:
         self._last_full_read = 0.0
         self._reported_unreachable = False
         self._unsubscribe_events: Callable[[], None] | None = None
-        # Counters for tests and bridge/info.
+        # What the tests look at: attempts made, database reads, reads running at once.
         self.connect_attempts = 0
-        self.attempt_times: list[float] = []
         self.database_reads = 0
-        self.reads = 0
-        self.events = 0
         self.max_concurrent_reads = 0
         self._reads_running = 0
 
@@ -173,8 +170,6 @@ class PairingSession:
         which is stopped again when it fails so that we own the retry schedule."""
         connection = self.pairing.connection
         self.connect_attempts += 1
-        self.attempt_times.append(time.monotonic())
-        del self.attempt_times[:-100]
         before = connection.last_connector_error
         # aiohomekit 4.0.1 sets `closed` for good when a transport goes down while closing
         # (after our _drop, or a loss while marked closing) and never clears it: is_connected
@@ -314,7 +309,6 @@ class PairingSession:
                     )
                 finally:
                     self._reads_running -= 1
-                self.reads += 1
                 for char_id, data in result.items():
                     if "value" in data:
                         self.mirror.set_value(
@@ -340,7 +334,6 @@ class PairingSession:
             return  # aiohomekit's "connection is back" signal
         for char_id, body in data.items():
             if "value" in body:
-                self.events += 1
                 self.mirror.set_value(char_id, body["value"])
 
     def _tap_raw_events(self) -> None:

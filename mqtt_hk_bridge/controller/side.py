@@ -44,7 +44,8 @@ from .settings import ControllerSettings
 
 _LOGGER = logging.getLogger(__name__)
 
-_BRIDGED_SUFFIX = re.compile(r"^-\d+$")
+#: What a bridged accessory adds to its bridge's alias: `<alias>-<aid>`.
+_BRIDGED_SUFFIX = re.compile(r"-\d+$")
 #: How often the pairing file is checked for pairings made by the CLI next to the daemon.
 PAIRING_FILE_CHECK_INTERVAL = 1.0
 
@@ -199,12 +200,9 @@ class ControllerSide:
 
     # ---- routing ---------------------------------------------------------------------
     def _alias_of(self, device_id: str) -> str | None:
-        for alias in self.store.aliases():
-            if device_id == alias or (
-                device_id.startswith(alias) and _BRIDGED_SUFFIX.match(device_id[len(alias) :])
-            ):
-                return alias
-        return None
+        """`<alias>` or `<alias>-<aid>` -> alias (an alias never ends in `-<digits>`)."""
+        alias = _BRIDGED_SUFFIX.sub("", device_id)
+        return alias if alias in self.store else None
 
     def owns(self, device_id: str) -> bool:
         """True for every device id a pairing gives (`<alias>`, `<alias>-<aid>`), connected

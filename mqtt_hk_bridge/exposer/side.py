@@ -298,8 +298,8 @@ class ExposerSide:
             accessory.publish(value, char, immediate=True)
 
     def _display_name(self, device: Device) -> str:
-        name = self._config.devices.get(device.device_id)
-        configured = name.name if name else None
+        options = self._config.devices.get(device.device_id)
+        configured = options.name if options else None
         return configured or device.name or str(device.info("Name") or device.device_id)
 
     def _expose(self, device: Device) -> None:
