@@ -3,6 +3,7 @@ by itself, and without no-local it still never takes its own publications as inp
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -59,3 +60,39 @@ async def test_bridge_works_with_a_311_only_broker(aedes: Aedes, tmp_path: Path)
     finally:
         bridge.stop()
     assert "Broker refuses MQTT 5; using MQTT 3.1.1" in bridge.log()
+
+
+async def test_own_echo_on_311_does_not_keep_a_silent_device_alive(
+    aedes: Aedes, tmp_path: Path
+) -> None:
+    """On MQTT 3.1.1 (no no-local) the bridge gets its own `command_topic: same` publication
+    back. Taken as device input it would refresh the device's last-seen time, and a Home app
+    writing now and then would keep a dead device "available" for ever."""
+    bridge = BridgeProcess(
+        tmp_path / "bridge",
+        aedes.port,
+        devices={"TEST": {"command_topic": "same", "expire_after": 1.5}},
+    )
+    bridge.start()
+    try:
+        async with MqttProbe(aedes.host, aedes.port) as device:
+            await device.publish("HomeKit/TEST/Switch/On", "1")  # its last word
+        home = await HapClient.pair(
+            bridge.host, bridge.hap_port, bridge.device_id, bridge.setup_code
+        )
+        try:
+            accessories = await accessories_with(home, "TEST")
+            aid = aid_of(accessories, "TEST")
+            iid = char_of(accessories, aid, "49", "25")["iid"]
+            statuses = []
+            for value in [False, True] * 8:  # a write every 0.4 s for about 6 s
+                statuses.append((await home.put([(aid, iid, value)]))[(aid, iid)])
+                if statuses[-1] == -70402:
+                    break
+                await asyncio.sleep(0.4)
+            assert statuses[0] == 0
+            assert statuses[-1] == -70402, statuses  # it expired despite our own echoes
+        finally:
+            await home.close()
+    finally:
+        bridge.stop()
