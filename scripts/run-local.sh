@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Install and start the bridge beside a local Mosquitto, with bridge.yaml copied from
-# bridge.yaml.example on first use. Extra arguments go to `mqtt-hk-bridge run`.
+# bridge.yaml.example on first use. Installs only what is missing or whose lock changed, so
+# once installed it starts without a network. Extra arguments go to `mqtt-hk-bridge run`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/common.sh
 
 ensure_debian_packages
-ensure_venv ""
+ensure_venv "$RUNTIME_LOCK"
 [ -f bridge.yaml ] || { cp bridge.yaml.example bridge.yaml; echo "Created bridge.yaml from bridge.yaml.example"; }
 
 # Debian starts Mosquitto as a service where systemd runs; elsewhere (a container) start it.
