@@ -22,7 +22,7 @@ from .api import BridgeApi
 from .config import Config
 from .controller.side import ControllerSide
 from .errors import TopicError
-from .exposer.bridge import quiet_hap_protocol_logging
+from .exposer.hap_adapter import quiet_hap_protocol_logging
 from .exposer.side import ExposerSide
 from .mqtt import topics
 from .mqtt.link import IncomingMessage, MqttLink

@@ -14,7 +14,7 @@ from .app import App
 from .config import Config, load
 from .controller import commands as controller_commands
 from .errors import BridgeError
-from .exposer.hap_guard import reset_pair_setup_attempts
+from .exposer.pair_setup import reset_pair_setup_attempts
 
 DEFAULT_CONFIG = Path("bridge.yaml")
 

@@ -35,7 +35,8 @@ from ..mqtt.topics import (
 )
 from ..store import JsonStore
 from ..tasks import TaskSet
-from .bridge import BridgeDriver, MqttAccessory, MqttBridge, build_accessory
+from .bridge import MqttAccessory, MqttBridge, build_accessory
+from .hap_adapter import BridgeDriver
 from .ids import IdStore
 from .notify import EventPacer, Pace, pace_of
 from .registry import Change, Device, Registry
@@ -80,7 +81,7 @@ class ExposerSide:
             advertised_address=homekit.advertised_address,
             port=homekit.port,
             pincode=self.setup.code.encode("ascii"),
-            async_zeroconf_instance=zeroconf,
+            zeroconf=zeroconf,
         )
         self.driver.state.setup_id = self.setup.setup_id
         self.bridge = MqttBridge(self.driver, homekit.name, self._show_setup_code)
@@ -125,11 +126,7 @@ class ExposerSide:
             self._config_pending.cancel()
             self.driver.refresh_config()
         self._flush()
-        # HAP-python's async_stop also closes the zeroconf it was given; the app closes it
-        # last, so stop the HAP server and the advertisement ourselves.
-        await self.driver.advertiser.async_unregister_service(self.driver.mdns_service_info)
-        self.driver.aio_stop_event.set()
-        self.driver.http_server.async_stop()
+        await self.driver.async_stop()
 
     @property
     def paired(self) -> bool:

@@ -1,5 +1,5 @@
-"""HAP-python's pairing gaps, closed in exposer/hap_guard.py and BridgeDriver (RELIABILITY
-T19 PIN brute force, T20 concurrent pair-setup, T25 pairing management)."""
+"""Pair-setup and pairing management beyond HAP-python's own rules (exposer/pair_setup.py and
+exposer/hap_adapter.py): setup-code guessing, concurrent pair-setups, pairing limits."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ import pytest
 from aiohomekit.exceptions import AuthenticationError
 from aiohomekit.protocol.tlv import TLV
 
-from mqtt_hk_bridge.exposer.hap_guard import (
+from mqtt_hk_bridge.exposer.pair_setup import (
     ATTEMPTS_FILE,
     MAX_FAILED_ATTEMPTS,
     MAX_PAIRINGS,
@@ -87,6 +87,35 @@ async def test_wrong_codes_lock_pair_setup_until_a_local_reset(
     assert attempts_on_disk(bridge) == 0
     async with HapClient.from_pairing_data(pairing) as home:
         assert await home.list_accessories()
+
+
+async def test_hap_python_backoff_slows_a_guesser_and_every_guess_is_counted(
+    bridge: BridgeProcess,
+) -> None:
+    host, port = bridge.host, bridge.hap_port
+    for _ in range(5):
+        assert await guess(host, port, WRONG_CODE) == (None, TlvError.AUTHENTICATION)
+    assert attempts_on_disk(bridge) == 5
+    # HAP-python 5.2 answers Busy for 60 s after 5 wrong proofs, even to the right code; a
+    # refused M1 checks no proof, so nothing more is counted.
+    assert await guess(host, port, bridge.setup_code) == (TlvError.BUSY, None)
+    assert attempts_on_disk(bridge) == 5
+
+
+async def test_a_pairing_that_cannot_be_saved_is_refused(bridge: BridgeProcess) -> None:
+    # A directory where the state file's temp file goes: every save of the HAP state fails.
+    blocker = bridge.data_dir / ".homekit-state.json.tmp"
+    blocker.mkdir()
+    # HAP-python answers a refused M5 with HTTP 500 (-70410) rather than an M6 error TLV.
+    with pytest.raises(AssertionError, match="HTTP 500"):
+        await pair_setup(bridge.host, bridge.hap_port, bridge.setup_code)
+    assert state_file(bridge)["paired_clients"] == {}
+    # Not paired in memory either: once the disk takes writes again, pairing works.
+    blocker.rmdir()
+    pairing = await pair_setup(bridge.host, bridge.hap_port, bridge.setup_code)
+    async with HapClient.from_pairing_data(pairing) as home:
+        assert await home.list_accessories()
+    assert len(state_file(bridge)["paired_clients"]) == 1
 
 
 async def test_srp_key_a_multiple_of_n_does_not_replace_the_setup_code(
