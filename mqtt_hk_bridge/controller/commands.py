@@ -29,6 +29,7 @@ from zeroconf.asyncio import AsyncZeroconf
 from ..config import Config
 from ..errors import BridgeError
 from ..mqtt import payloads
+from .aiohomekit_adapter import start_controller, stop_controller
 from .mirror import CharId, build, char_info, characteristic_name
 from .pairings import (
     PairingError,
@@ -38,7 +39,6 @@ from .pairings import (
     unpair_accessory,
 )
 from .settings import ControllerSettings
-from .side import start_controller, stop_controller
 
 Command = Callable[[Config, argparse.Namespace, TextIO], Awaitable[int]]
 

@@ -25,6 +25,7 @@ from aiohomekit.exceptions import (
 from .. import const
 from ..errors import BridgeError
 from ..store import JsonStore, ensure_private_dir
+from .aiohomekit_adapter import drop_unregistered_pairing, loaded_pairing
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -161,11 +162,7 @@ def register_new_pairing(
     data = copy.deepcopy(dict(pairing_data))
     data.setdefault("Connection", "IP")
     store.put(alias, data)
-    for transport in controller.transports.values():
-        # finish_pairing files its object under the alias in a dict keyed by device id.
-        stray = transport.pairings.get(alias)
-        if stray is not None and stray.id.lower() != alias.lower():
-            transport.pairings.pop(alias, None)
+    drop_unregistered_pairing(controller, alias)
     _LOGGER.info("Paired with %s as %r", data["AccessoryPairingID"], alias)
     return controller.load_pairing(alias, data)
 
@@ -270,7 +267,7 @@ async def unpair_accessory(
     forgetting it here alone leaves the accessory paired to keys nobody has.
     """
     data = store.get(alias)
-    if alias not in controller.aliases:
+    if loaded_pairing(controller, alias) is None:
         controller.load_pairing(alias, copy.deepcopy(data))
     try:
         await controller.remove_pairing(alias)

@@ -1,6 +1,7 @@
 """Keep one pairing connected and its mirror current (one supervisor task per pairing).
 
-What aiohomekit 4.0.1 leaves to us, and how it is done here:
+What aiohomekit 4.0.1 leaves to us, and how it is done here (the pieces that reach into
+aiohomekit live in `aiohomekit_adapter`):
 - Availability: its callback only ever reports True, so the supervisor watches
   `is_connected` and failed requests itself and publishes `online`/`offline`: offline at
   once when a request goes unanswered or a short-lived connection drops; a stable
@@ -36,6 +37,7 @@ from ..errors import PayloadError
 from ..mqtt import payloads
 from ..mqtt.topics import CommandTopic
 from ..tasks import TaskSet
+from .aiohomekit_adapter import IpConnectionControl, tap_raw_events
 from .mirror import AccessoryMirror, CharId
 from .pairings import PairingStore
 from .settings import ControllerSettings
@@ -81,6 +83,7 @@ class PairingSession:
     ) -> None:
         self.alias = alias
         self.pairing = pairing
+        self._link = IpConnectionControl(pairing)
         self.mirror = mirror
         self._settings = settings
         self._store = store
@@ -105,7 +108,7 @@ class PairingSession:
     # ---- lifecycle -------------------------------------------------------------------
     def start(self) -> None:
         self._unsubscribe_events = self.pairing.dispatcher_connect(self._on_event)
-        self._tap_raw_events()
+        tap_raw_events(self.pairing, self._on_raw_event)
         self._task = asyncio.get_running_loop().create_task(
             self._supervise(), name=f"controller-session-{self.alias}"
         )
@@ -143,11 +146,8 @@ class PairingSession:
                 delay = min(delay * 2, settings.reconnect_max)
                 continue
             up_since = time.monotonic()
-            # aiohomekit reconnects at once whenever a live connection is lost, bypassing the
-            # backoff below and faster than `_watch` can see (a storm when the accessory drops
-            # each session as it comes up). A connection marked closing stays down when lost;
-            # `_attempt` clears the marks again.
-            self.pairing.connection.closing = True
+            # Lost, it stays down until the backoff below says otherwise.
+            self._link.hold_down_when_lost()
             try:
                 await self._on_connected()
                 await self._watch()
@@ -168,27 +168,20 @@ class PairingSession:
     async def _attempt(self) -> bool:
         """One connection attempt (TCP + pair-verify) through aiohomekit's connector,
         which is stopped again when it fails so that we own the retry schedule."""
-        connection = self.pairing.connection
         self.connect_attempts += 1
-        before = connection.last_connector_error
-        # aiohomekit 4.0.1 sets `closed` for good when a transport goes down while closing
-        # (after our _drop, or a loss while marked closing) and never clears it: is_connected
-        # would stay False after every later pair-verify, and the accessory never come back.
-        connection.closed = False
-        connection.reconnect_soon()
+        before = self._link.begin_attempt()
         deadline = time.monotonic() + self._settings.connect_timeout
         error: BaseException | None = None
         while time.monotonic() < deadline:
             if self.connected:
                 return True
-            current = connection.last_connector_error
-            if current is not None and current is not before:
-                error = current
+            error = self._link.attempt_error(before)
+            if error is not None:
                 break
             await asyncio.sleep(0.02)
         if self.connected:
             return True
-        await connection.close()
+        await self._link.close()
         _LOGGER.debug("%s: connection attempt failed: %s", self.alias, error or "timed out")
         if not self._reported_unreachable:
             self._reported_unreachable = True
@@ -212,7 +205,7 @@ class PairingSession:
 
     async def _drop(self) -> None:
         with contextlib.suppress(*LINK_ERRORS):
-            await self.pairing.connection.close()
+            await self._link.close()
 
     async def _on_connected(self) -> None:
         description = self.pairing.description
@@ -223,11 +216,10 @@ class PairingSession:
         await self._read_all()
         self._reported_unreachable = False
         self._set_available(True)
-        connection = self.pairing.connection
-        if connection.connected_host and self._store.update_endpoint(
-            self.alias, list(connection.hosts), int(connection.port)
-        ):
-            _LOGGER.info("%s: now at %s:%s", self.alias, connection.connected_host, connection.port)
+        endpoint = self._link.endpoint()
+        if endpoint is not None and self._store.update_endpoint(self.alias, *endpoint):
+            hosts, port = endpoint
+            _LOGGER.info("%s: now at %s port %s", self.alias, ", ".join(hosts), port)
 
     async def _watch(self) -> None:
         """Until the connection drops: follow c#, s# and the poll interval."""
@@ -336,18 +328,12 @@ class PairingSession:
             if "value" in body:
                 self.mirror.set_value(char_id, body["value"])
 
-    def _tap_raw_events(self) -> None:
-        """See each raw EVENT body before aiohomekit folds it by (aid, iid)."""
-        original = self.pairing.event_received
-
-        def event_received(event: Any) -> None:
-            repeated = repeated_ids(event)
-            original(event)
-            if repeated:
-                _LOGGER.debug("%s: %s repeated in one event frame; reading", self.alias, repeated)
-                self._read_soon(repeated, force=True)
-
-        self.pairing.event_received = event_received
+    def _on_raw_event(self, event: Any) -> None:
+        """aiohomekit kept one value per characteristic of this frame: read the repeated."""
+        repeated = repeated_ids(event)
+        if repeated:
+            _LOGGER.debug("%s: %s repeated in one event frame; reading", self.alias, repeated)
+            self._read_soon(repeated, force=True)
 
     # ---- commands --------------------------------------------------------------------
     async def command(self, command: CommandTopic, payload: bytes) -> None:

@@ -15,13 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from aiohomekit.controller import Controller
-from aiohomekit.exceptions import HomeKitException, TransportNotSupportedError
-from aiohomekit.zeroconf import (
-    HAP_TYPE_TCP,
-    HAP_TYPE_UDP,
-    ZeroconfServiceListener,
-    find_brower_for_hap_type,
-)
+from aiohomekit.exceptions import HomeKitException
 from zeroconf.asyncio import AsyncServiceBrowser, AsyncZeroconf
 
 from .. import const
@@ -31,6 +25,7 @@ from ..errors import BridgeError, NotConnectedError, StateFileError
 from ..mqtt.link import MqttLink
 from ..mqtt.topics import CommandTopic, command_topic
 from ..tasks import TaskSet
+from .aiohomekit_adapter import forget_pairing, loaded_pairing, start_controller, stop_controller
 from .mirror import AccessoryMirror, RetainedTopics
 from .pairings import (
     PairingError,
@@ -57,33 +52,6 @@ def _signature(path: Path) -> tuple[int, int, int] | None:
     except FileNotFoundError:
         return None
     return (stat.st_ino, stat.st_mtime_ns, stat.st_size)
-
-
-async def start_controller(
-    zeroconf: AsyncZeroconf,
-) -> tuple[Controller, list[AsyncServiceBrowser]]:
-    """aiohomekit's Controller on the shared zeroconf, which must already browse both HAP
-    types; browsers are added for the types nobody browses yet (returned, to cancel)."""
-    missing = []
-    for hap_type in (HAP_TYPE_TCP, HAP_TYPE_UDP):
-        try:
-            find_brower_for_hap_type(zeroconf, hap_type)
-        except TransportNotSupportedError:
-            missing.append(hap_type)
-    browsers = (
-        [AsyncServiceBrowser(zeroconf.zeroconf, missing, listener=ZeroconfServiceListener())]
-        if missing
-        else []
-    )
-    controller = Controller(async_zeroconf_instance=zeroconf)
-    await controller.async_start()
-    return controller, browsers
-
-
-async def stop_controller(controller: Controller, browsers: list[AsyncServiceBrowser]) -> None:
-    await controller.async_stop()
-    for browser in browsers:
-        await browser.async_cancel()
 
 
 class ControllerSide:
@@ -184,9 +152,7 @@ class ControllerSide:
             session = self.sessions.pop(alias)
             await session.stop()
             session.mirror.unload()
-            pairing = controller.aliases.pop(alias, None)
-            if pairing is not None:
-                controller.pairings.pop(str(pairing.id).lower(), None)
+            forget_pairing(controller, alias)
             _LOGGER.info("Pairing %s was removed from the pairing file", alias)
         for alias in sorted(set(pairings) - set(self.sessions)):
             try:
@@ -301,8 +267,9 @@ class ControllerSide:
                     controller, self.store, alias, force=bool(body.get("force", False))
                 )
             except PairingError:
-                if session is not None:  # kept: connect it again
-                    self._start_session(alias, controller.aliases[alias])
+                kept = loaded_pairing(controller, alias)
+                if session is not None and kept is not None:  # kept: connect it again
+                    self._start_session(alias, kept)
                 raise
             if session is not None:
                 session.mirror.unload()

@@ -1,0 +1,143 @@
+"""The one place the bridge works around aiohomekit (written against 4.0.1).
+
+Everything else in the controller side uses aiohomekit's public API (Controller,
+load_pairing, async_find, the pairing's reads, writes, subscriptions and dispatchers).
+What aiohomekit 4.0.1 leaves out or does in a way a long-running bridge cannot use is
+handled here, each with the reason; `tests/unit/test_library_surface.py` pins every
+attribute and method used, so an upgrade that moves one fails there by name.
+docs/libraries.md says what to check when aiohomekit changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from aiohomekit.controller import Controller
+from aiohomekit.controller.abstract import AbstractPairing
+from aiohomekit.exceptions import TransportNotSupportedError
+from aiohomekit.zeroconf import (
+    HAP_TYPE_TCP,
+    HAP_TYPE_UDP,
+    ZeroconfServiceListener,
+    find_brower_for_hap_type,
+)
+from zeroconf.asyncio import AsyncServiceBrowser, AsyncZeroconf
+
+#: The aiohomekit release these workarounds were written and tested against.
+TARGETED_VERSION = "4.0.1"
+
+
+# ---- the Controller ---------------------------------------------------------------------
+
+
+async def start_controller(
+    zeroconf: AsyncZeroconf,
+) -> tuple[Controller, list[AsyncServiceBrowser]]:
+    """aiohomekit's Controller on the shared zeroconf.
+
+    Its Controller refuses a zeroconf nobody browses both HAP types on; browsers are added
+    for the types nobody browses yet (returned, to cancel at stop).
+    """
+    missing = []
+    for hap_type in (HAP_TYPE_TCP, HAP_TYPE_UDP):
+        try:
+            find_brower_for_hap_type(zeroconf, hap_type)
+        except TransportNotSupportedError:
+            missing.append(hap_type)
+    browsers = (
+        [AsyncServiceBrowser(zeroconf.zeroconf, missing, listener=ZeroconfServiceListener())]
+        if missing
+        else []
+    )
+    controller = Controller(async_zeroconf_instance=zeroconf)
+    await controller.async_start()
+    return controller, browsers
+
+
+async def stop_controller(controller: Controller, browsers: list[AsyncServiceBrowser]) -> None:
+    await controller.async_stop()
+    for browser in browsers:
+        await browser.async_cancel()
+
+
+def loaded_pairing(controller: Controller, alias: str) -> AbstractPairing | None:
+    return controller.aliases.get(alias)
+
+
+def forget_pairing(controller: Controller, alias: str) -> None:
+    """Unload a pairing without telling the accessory (it was removed from our file by the
+    CLI, which told the accessory). 4.0.1 only offers remove_pairing, which unpairs."""
+    pairing = controller.aliases.pop(alias, None)
+    if pairing is not None:
+        controller.pairings.pop(str(pairing.id).lower(), None)
+
+
+def drop_unregistered_pairing(controller: Controller, alias: str) -> None:
+    """4.0.1's finish_pairing files its pairing object in a transport's dict of pairings
+    under the alias instead of the device id, and never registers it: load_pairing makes the
+    real one, this stray must not stay behind."""
+    for transport in controller.transports.values():
+        stray = transport.pairings.get(alias)
+        if stray is not None and str(stray.id).lower() != alias.lower():
+            transport.pairings.pop(alias, None)
+
+
+# ---- one IP pairing's connection ----------------------------------------------------------
+
+
+class IpConnectionControl:
+    """The retry schedule of one pairing's connection, taken from aiohomekit.
+
+    4.0.1 reconnects at once after every loss and does not count connections that fail
+    during pair-verify, so an accessory that drops each session as it comes up gets a storm
+    of connections. The session supervisor owns the schedule instead: it keeps a lost
+    connection down (`hold_down_when_lost`) and starts one attempt at a time (`begin_attempt`).
+    """
+
+    def __init__(self, pairing: Any) -> None:
+        self._connection = pairing.connection
+
+    def hold_down_when_lost(self) -> None:
+        # A connection marked closing is not reconnected by aiohomekit when it drops.
+        self._connection.closing = True
+
+    def begin_attempt(self) -> BaseException | None:
+        """Start one connection attempt (TCP + pair-verify); returns the error standing before
+        it, to tell a new failure (`attempt_error`) from an old one."""
+        before: BaseException | None = self._connection.last_connector_error
+        # 4.0.1 sets `closed` for good when a transport goes down while closing and never
+        # clears it: is_connected would stay False after every later pair-verify.
+        self._connection.closed = False
+        self._connection.reconnect_soon()
+        return before
+
+    def attempt_error(self, before: BaseException | None) -> BaseException | None:
+        """The error that ended the attempt started after `before`, if it has ended so."""
+        current: BaseException | None = self._connection.last_connector_error
+        return current if current is not None and current is not before else None
+
+    async def close(self) -> None:
+        """Close the connection and stop aiohomekit's connector (no retry of its own)."""
+        await self._connection.close()
+
+    def endpoint(self) -> tuple[list[str], int] | None:
+        """The addresses and port the live connection reached, or None when down."""
+        if not self._connection.connected_host:
+            return None
+        return list(self._connection.hosts), int(self._connection.port)
+
+
+def tap_raw_events(pairing: Any, tap: Callable[[Any], None]) -> None:
+    """Call `tap` with each raw EVENT body, after aiohomekit has handled it.
+
+    4.0.1 folds an EVENT frame into one value per (aid, iid), keeping the one listed last;
+    HAP-NodeJS lists the newest first, so the caller must see the raw body to notice.
+    """
+    handle = pairing.event_received
+
+    def event_received(event: Any) -> None:
+        handle(event)
+        tap(event)
+
+    pairing.event_received = event_received
