@@ -49,7 +49,7 @@ PRODUCTION = {
         "reconnect_max": const.DEFAULT_RECONNECT_MAX,
     },
 }
-#: Peers' documented event pacing, in seconds (PROTOCOL.md "Event delivery").
+#: Peers' documented event pacing, in seconds (see docs/topics.md).
 PEER_WINDOWS = {"HAP-python": 0.5, "HAP-NodeJS": 0.25, "Apple ADK": 1.0}
 HAP_PYTHON_WINDOW = PEER_WINDOWS["HAP-python"]
 

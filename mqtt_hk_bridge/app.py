@@ -30,7 +30,7 @@ from .store import ensure_private_dir
 
 _LOGGER = logging.getLogger(__name__)
 
-#: A bad topic is reported at most once a minute, so a flood cannot flood the log (T09).
+#: A bad topic is reported at most once a minute, so a flood cannot flood the log.
 REJECT_REPORT_INTERVAL = 60.0
 REJECT_MEMORY = 1024
 

@@ -36,13 +36,13 @@ ORIGIN_HOMEKIT: Final = "homekit"
 #: The service every HAP accessory carries; its topics fill it rather than add a service.
 INFO_SERVICE: Final = "AccessoryInformation"
 
-#: Largest payload we parse: every HAP value fits, and a 1 MB payload costs nothing (T12).
+#: Largest payload we parse: every HAP value fits, and a 1 MB payload costs nothing.
 MAX_PAYLOAD_BYTES: Final = 4096
-#: Deepest JSON we parse, checked before json.loads so a nesting bomb cannot recurse (T12).
+#: Deepest JSON we parse, checked before json.loads so a nesting bomb cannot recurse.
 MAX_JSON_DEPTH: Final = 32
 #: Longest device id: fits a HAP name, a Mosquitto username, and a filename.
 MAX_DEVICE_ID_LENGTH: Final = 64
-#: Highest service index on one device (`.../TemperatureSensor/<n>/...`) (T27 service cap).
+#: Highest service index on one device (`.../TemperatureSensor/<n>/...`).
 MAX_SERVICE_INDEX: Final = 16
 #: HAP allows 150 accessories per bridge, the bridge itself being one of them.
 MAX_BRIDGED_ACCESSORIES: Final = 149
@@ -53,7 +53,8 @@ DEFAULT_EVENT_WINDOW: Final = 1.0
 DEFAULT_CONFIG_DEBOUNCE: Final = 1.0
 #: Longest gap before last values reach disk (an fsync per message would not keep up).
 DEFAULT_STATE_FLUSH_INTERVAL: Final = 1.0
-#: Reconnect backoff for the broker: start, cap (T03 asks for a 30 s cap).
+#: Reconnect backoff for the broker: start, and a cap short enough that a broker back
+#: from a restart is found within half a minute.
 DEFAULT_RECONNECT_MIN: Final = 0.5
 DEFAULT_RECONNECT_MAX: Final = 30.0
 
@@ -75,7 +76,7 @@ TRIVIAL_SETUP_CODES: Final = frozenset(
     }
 )
 
-#: Characteristics whose every transition an automation waits for: never merged (PROTOCOL.md).
+#: Characteristics whose every transition an automation waits for: never merged (docs/topics.md).
 TRANSITION_CHARACTERISTICS: Final = frozenset(
     {
         "MotionDetected",

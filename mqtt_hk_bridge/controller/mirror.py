@@ -1,7 +1,7 @@
 """An accessory database -> MQTT topics, values and catalogue entries; pure mapping plus
 retained publishing. The session (sessions.py) does the talking to the accessory.
 
-Topic shape (PROTOCOL.md): `<base>/<alias>[-<aid>]/<ServiceName>[/<n>]/<CharacteristicName>`.
+Topic shape (docs/topics.md): `<base>/<alias>[-<aid>]/<ServiceName>[/<n>]/<CharacteristicName>`.
 Names are HAP-python's, looked up by UUID in our catalog; a UUID the catalog does not know
 (vendor services such as Eve's) is its own name. `<n>` numbers services of one type from 2 up
 in iid order, so the topics stay the same as long as the accessory's database does.

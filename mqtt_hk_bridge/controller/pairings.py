@@ -204,7 +204,7 @@ def discoveries(controller: Controller, store: PairingStore) -> list[dict[str, A
     return sorted(found, key=lambda item: (str(item["name"]), str(item["device_id"])))
 
 
-#: aiohomekit 4.0.1 and HAP-python 5.0.0 encode SRP values with a leading zero byte
+#: aiohomekit 4.0.1 and HAP-python 5.0-5.2 encode SRP values with a leading zero byte
 #: differently, so about 1 pair-setup in 85 fails at M4 with the right code; a second
 #: attempt with fresh SRP values succeeds. A wrong code thus costs the accessory 2 of its
 #: allowed attempts, not 1.

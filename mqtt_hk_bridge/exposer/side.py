@@ -44,7 +44,7 @@ from .setup_code import load_setup
 
 _LOGGER = logging.getLogger(__name__)
 
-#: Most services one device may show (T27: a device must not flood the accessory database).
+#: Most services one device may show (a device must not flood the accessory database).
 MAX_SERVICES_PER_DEVICE = 16
 #: How often availability is checked against `expire_after`.
 EXPIRY_CHECK_INTERVAL = 0.5
@@ -166,7 +166,7 @@ class ExposerSide:
             self._clear_retained_command(parsed, message)
 
     def _clear_retained_command(self, parsed: CommandTopic, message: IncomingMessage) -> None:
-        """A retained command would act again on every restart (T07); only a device set to
+        """A retained command would act again on every restart; only a device set to
         `retain_commands` (it sleeps and picks commands up on waking) keeps its own."""
         if self._config.device_options(parsed.device_id).retain_commands:
             return
@@ -334,7 +334,7 @@ class ExposerSide:
             self._pacer.forget((device_id, key))
 
     def _schedule_config_refresh(self) -> None:
-        """One configuration-number bump for a burst of structural changes (T27)."""
+        """One configuration-number bump for a burst of structural changes."""
         if self._config_pending is not None:
             self._config_pending.cancel()
         self._config_pending = asyncio.get_running_loop().call_later(

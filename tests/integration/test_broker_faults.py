@@ -1,4 +1,4 @@
-"""The broker goes away and comes back (RELIABILITY T01, T03): the bridge reconnects by
+"""The broker goes away and comes back: the bridge reconnects by
 itself, says `online` again, republishes its retained topics, and the Home app keeps its
 accessories and values throughout."""
 

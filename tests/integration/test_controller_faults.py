@@ -1,4 +1,4 @@
-"""T29 (c), (a), (d): the controller side reaching its accessory through a faulty network.
+"""The controller side reaching its accessory through a faulty network.
 
 The controller side (in-process ControllerHarness, short timings) is paired with a HAP-python
 peer (AccessoryProcess, the demo bridge: a light at aid 2, a sensor at aid 3) and reaches it

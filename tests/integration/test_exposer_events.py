@@ -1,4 +1,4 @@
-"""Event delivery to the Home app (PROTOCOL.md "Event delivery"): fast when quiet, polite
+"""Event delivery to the Home app (docs/topics.md): fast when quiet, polite
 when busy, transitions and button presses never merged. Counts and order, not timings:
 speed is measured in bench/."""
 

@@ -1,5 +1,4 @@
-"""Availability, bad input and HAP write checks on the accessory side (issue 2, items 5-6;
-RELIABILITY T07, T08, T10-T12, T26)."""
+"""Availability, bad input and HAP write checks on the accessory side ."""
 
 from __future__ import annotations
 

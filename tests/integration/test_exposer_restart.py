@@ -1,4 +1,4 @@
-"""What survives a restart or a kill -9 (issue 2, item 4; RELIABILITY T18, T27, T30)."""
+"""What survives a restart or a kill -9."""
 
 from __future__ import annotations
 

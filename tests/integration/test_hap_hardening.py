@@ -53,7 +53,7 @@ def state_file(bridge: BridgeProcess) -> dict[str, Any]:
     return dict(json.loads((bridge.data_dir / "homekit-state.json").read_text()))
 
 
-# --- T19: PIN brute force -------------------------------------------------------------------
+# --- PIN brute force -----------------------------------------------------------------------------
 
 
 async def test_wrong_codes_lock_pair_setup_until_a_local_reset(
@@ -121,8 +121,9 @@ async def test_a_pairing_that_cannot_be_saved_is_refused(bridge: BridgeProcess) 
 async def test_srp_key_a_multiple_of_n_does_not_replace_the_setup_code(
     bridge: BridgeProcess,
 ) -> None:
-    # A = N makes the SRP shared secret 0, so its proof needs no setup code; HAP-python 5
-    # accepts it (M4 with its proof, then M5 pairs an admin).
+    # A = N makes the SRP shared secret 0, so its proof needs no setup code; HAP-python 5.0
+    # accepted it (M4 with its proof, then M5 paired an admin). 5.2 refuses it, and the
+    # bridge counts it as a wrong code.
     async with await RawHapConnection.open(bridge.host, bridge.hap_port) as conn:
         m2 = await start_pair_setup(conn)
         m4 = await conn.post_tlv("/pair-setup", illegal_key_proof(m2).m3())
@@ -131,7 +132,7 @@ async def test_srp_key_a_multiple_of_n_does_not_replace_the_setup_code(
     assert state_file(bridge)["paired_clients"] == {}
 
 
-# --- T20: one pair-setup at a time ----------------------------------------------------------
+# --- one pair-setup at a time --------------------------------------------------------------------
 
 
 async def test_second_pair_setup_is_busy_and_cannot_disturb_the_first(
@@ -187,7 +188,7 @@ def test_pair_setup_session_expires_after_30_s(tmp_path: Path) -> None:
     assert guard.begin("second") is None
 
 
-# --- T25: pairing management ----------------------------------------------------------------
+# --- pairing management --------------------------------------------------------------------------
 
 
 def _user_client(bridge: BridgeProcess, home: HapClient, keys: ControllerKeys) -> HapClient:

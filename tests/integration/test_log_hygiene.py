@@ -1,4 +1,4 @@
-"""No secret in the logs, even at DEBUG (RELIABILITY T21, T31): the setup code, HAP keys
+"""No secret in the logs, even at DEBUG: the setup code, HAP keys
 and MQTT passwords stay out of what log collectors keep."""
 
 from __future__ import annotations

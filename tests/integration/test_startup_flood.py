@@ -1,4 +1,4 @@
-"""A start-up flood of retained topics (RELIABILITY T06, T27): more than a broker queues
+"""A start-up flood of retained topics: more than a broker queues
 per client at QoS 1, the 149-accessory limit of one HAP bridge, and a restart that must
 change nothing."""
 

@@ -327,7 +327,7 @@ async def _run_pair_setup(
 ) -> PairingData:
     """Pair-setup M1..M6; retry an M4 authentication error with a new SRP session.
 
-    aiohomekit 4.0.1 and HAP-python 5.0.0 serialise three SRP values differently when
+    aiohomekit 4.0.1 and HAP-python 5.0-5.2 serialise three SRP values differently when
     they have a leading zero byte (B in u, S in K, K in M), so about 1 pairing in 85
     fails at M4 even with the right PIN. Fresh salt and keys make a retry succeed.
     """

@@ -70,7 +70,7 @@ def test_characteristic_lookup_exact_and_ignoring_case(
         "Temperature Sensor",
         "TemperatureSensor ",
         "Switch/2",
-        # Unicode look-alikes must not pass for the real name (T09).
+        # Unicode look-alikes must not pass for the real name.
         "Swit\u0441h",  # Cyrillic es
         "\u017fwitch",  # long s, which casefold() turns into "s"
         "Loc\u212amechanism",  # Kelvin sign, which casefold() turns into "k"
@@ -114,7 +114,7 @@ def test_optional_characteristics_are_allowed(catalog: Catalog) -> None:
 
 
 def test_error_for_a_huge_name_stays_short(catalog: Catalog) -> None:
-    # A 65,535-character topic level must not become a 65 kB log line (T09).
+    # A 65,535-character topic level must not become a 65 kB log line.
     huge = "X" * 65_000
     for lookup in (
         lambda: catalog.service(huge),

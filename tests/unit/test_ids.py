@@ -1,4 +1,4 @@
-"""aids and iids: the Home app keeps rooms, names and automations by them (T27)."""
+"""aids and iids: the Home app keeps rooms, names and automations by them."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""When value changes reach the Home app: fast when quiet, polite when busy (PROTOCOL.md).
+"""When value changes reach the Home app: fast when quiet, polite when busy (docs/topics.md).
 
 A real asyncio loop with a 0.2 s window stands in for the 1 s default.
 """

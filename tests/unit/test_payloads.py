@@ -1,4 +1,4 @@
-"""Payloads as a device sends them and as the bridge publishes them (PROTOCOL.md, T10-T12)."""
+"""Payloads as a device sends them and as the bridge publishes them (docs/topics.md)."""
 
 from __future__ import annotations
 
@@ -60,7 +60,7 @@ def test_not_a_boolean(payload: bytes) -> None:
         decode(payload, ON)
 
 
-# --- numbers and accepted JSON forms (T12) -----------------------------------------------
+# --- numbers and accepted JSON forms -----------------------------------------------------
 @pytest.mark.parametrize(
     "payload",
     [
@@ -111,7 +111,7 @@ def test_duplicate_keys_take_the_last_value() -> None:
     assert decode(b'{"value": 21.5, "value": 22}', TEMPERATURE) == 22.0
 
 
-# --- bytes that are not text (T10) -------------------------------------------------------
+# --- bytes that are not text -------------------------------------------------------------
 @pytest.mark.parametrize("payload", [b"\xff\xfe", b"\xff", b"2\xe2\x82", b"\xc0\xaf"])
 def test_non_utf8_is_refused(payload: bytes) -> None:
     with pytest.raises(PayloadError, match="UTF-8"):
@@ -126,7 +126,7 @@ def test_nul_is_refused(payload: bytes) -> None:
 
 @pytest.mark.parametrize("payload", [b"", b"   ", b"\xef\xbb\xbf", b"\n"])
 def test_empty_payload_is_never_a_value(payload: bytes) -> None:
-    # An empty retained payload means "cleared", never 0 or False (T10).
+    # An empty retained payload means "cleared", never 0 or False.
     for info in (TEMPERATURE, ON, BRIGHTNESS, NAME):
         with pytest.raises(PayloadError):
             decode(payload, info)
@@ -137,7 +137,7 @@ def test_payload_text_trims_and_strips_bom() -> None:
     assert payload_text(b"") == ""
 
 
-# --- caps before parsing (T12) -----------------------------------------------------------
+# --- caps before parsing -----------------------------------------------------------------
 def test_one_megabyte_payload_is_refused_fast() -> None:
     payload = b"1" * (1 << 20)
     start = time.perf_counter()
@@ -178,7 +178,7 @@ def test_nesting_bomb_never_raises_recursion_error_for_string_characteristics() 
         decode(b"[" * 2_000 + b"]" * 2_000, NAME)
 
 
-# --- numeric edge cases (T11) ------------------------------------------------------------
+# --- numeric edge cases ------------------------------------------------------------------
 @pytest.mark.parametrize(
     "payload",
     [
@@ -378,7 +378,7 @@ def test_encode(value: object, expected: str) -> None:
 
 
 def test_encoded_floats_are_plain_decimals() -> None:
-    # "numbers in plain decimal" (PROTOCOL.md): never an exponent, never nan/inf words for
+    # "numbers in plain decimal" (docs/topics.md): never an exponent, never nan/inf words for
     # finite values, and the text reads back as the same float.
     for value in (1e-4, 3.14159, 123456.789, 1e-10, 9.999e15, -0.001, 2.5e-300):
         text = encode(value)

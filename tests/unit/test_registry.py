@@ -1,4 +1,4 @@
-"""What the bridge remembers of MQTT devices, and which changes reshape the Home app (T27)."""
+"""What the bridge remembers of MQTT devices, and which changes reshape the Home app."""
 
 from __future__ import annotations
 
@@ -49,7 +49,7 @@ def test_new_characteristic_on_a_known_service_is_structural() -> None:
 
 
 def test_value_changes_are_not_structural() -> None:
-    # 100 value-only changes must never bump the configuration number (T27).
+    # 100 value-only changes must never bump the configuration number.
     registry = Registry()
     registry.set_value("esp1", TEMPERATURE, 20.0, now=1.0)
     changes = [

@@ -1,4 +1,4 @@
-"""The setup code a user types into the Home app (T21)."""
+"""The setup code a user types into the Home app."""
 
 from __future__ import annotations
 

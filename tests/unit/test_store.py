@@ -1,4 +1,4 @@
-"""State files: what survives a crash, a full disk and a corrupt file (PROTOCOL.md, T30)."""
+"""State files: what survives a crash, a full disk and a corrupt file."""
 
 from __future__ import annotations
 

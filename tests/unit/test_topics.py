@@ -1,4 +1,4 @@
-"""The topic grammar as a user publishing to the bridge sees it (PROTOCOL.md, T09)."""
+"""The topic grammar as a user publishing to the bridge sees it (docs/topics.md)."""
 
 from __future__ import annotations
 
@@ -148,7 +148,7 @@ def test_service_keys_sort_by_type_then_index() -> None:
     assert sorted(keys) == [ServiceKey("Lightbulb"), ServiceKey("Switch"), ServiceKey("Switch", 2)]
 
 
-# --- malformed topics (T09): each is a TopicError, never another exception ---------------
+# --- malformed topics: each is a TopicError, never another exception ---------------------
 MALFORMED = {
     "other base": "Other/esp1/Switch/On",
     "base differs in case": "homekit/esp1/Switch/On",
@@ -217,7 +217,7 @@ HUGE = {
 
 @pytest.mark.parametrize("topic", HUGE.values(), ids=HUGE.keys())
 def test_huge_topics_are_refused_with_a_short_message(topic: str) -> None:
-    # One log line per bad topic (T09): the message must not carry the whole topic.
+    # One log line per bad topic: the message must not carry the whole topic.
     with pytest.raises(TopicError) as caught:
         topics.parse(topic, BASE)
     assert len(str(caught.value)) < 400
