@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from collections import OrderedDict
 from typing import Any
 
 from zeroconf import InterfaceChoice
@@ -21,33 +19,30 @@ from . import __version__, const
 from .api import BridgeApi
 from .config import Config
 from .controller.side import ControllerSide
-from .errors import TopicError
 from .exposer.hap_adapter import quiet_hap_protocol_logging
 from .exposer.side import ExposerSide
 from .mqtt import topics
-from .mqtt.link import IncomingMessage, MqttLink
+from .mqtt.link import MqttLink
+from .routing import Router
 from .store import ensure_private_dir
 
 _LOGGER = logging.getLogger(__name__)
-
-#: A bad topic is reported at most once a minute, so a flood cannot flood the log.
-REJECT_REPORT_INTERVAL = 60.0
-REJECT_MEMORY = 1024
 
 
 class App:
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.rejected_topics = 0
-        self._reject_reported: OrderedDict[str, float] = OrderedDict()
+        # Features register the topics they handle with the router before MQTT connects.
+        self.router = Router(config.base_topic)
         self.link = MqttLink(
             config.mqtt,
-            subscriptions=topics.subscriptions(config.base_topic),
+            subscriptions=self.router.subscriptions,
             will_topic=topics.bridge_topic(config.base_topic, const.BRIDGE_STATE),
-            on_message=self._on_message,
+            on_message=self.router.dispatch,
             reconnect_max=config.timing.reconnect_max,
         )
         self.api = BridgeApi(self.link, config.base_topic)
+        self.router.serve_api(self.api)
         self.exposer: ExposerSide | None = None
         self.controller: ControllerSide | None = None
 
@@ -58,18 +53,23 @@ class App:
         interfaces = self.config.zeroconf_interfaces
         zeroconf = AsyncZeroconf(interfaces=list(interfaces) if interfaces else InterfaceChoice.All)
         try:
+            # The controller side first: the device ids it owns are never the exposer's.
+            self.controller = ControllerSide(
+                config=self.config,
+                link=self.link,
+                api=self.api,
+                router=self.router,
+                zeroconf=zeroconf,
+            )
             self.exposer = ExposerSide(
                 config=self.config,
                 link=self.link,
                 api=self.api,
+                router=self.router,
                 zeroconf=zeroconf,
                 version=__version__,
             )
-            self.controller = ControllerSide(
-                config=self.config, link=self.link, api=self.api, zeroconf=zeroconf
-            )
-            self.exposer.set_foreign(self.controller.owns)
-            self.exposer.driver.pairing_changed = self.api.publish_info
+            self.exposer.hap.on_pairing_changed(self.api.publish_info)
             self.api.set_info(self._info)
             self.link.add_connect_hook(self.api.republish)
             self.link.add_connect_hook(self.controller.republish)
@@ -93,43 +93,10 @@ class App:
         assert exposer is not None
         return {
             "version": __version__,
-            "hap_device_id": exposer.driver.state.mac,
+            "hap_device_id": exposer.hap.hap_device_id,
             "hap_port": self.config.homekit.port,
-            "paired": exposer.paired,
-            "accessories": len(exposer.bridge.accessories),
+            "paired": exposer.hap.paired,
+            "accessories": exposer.hap.bridged_count,
             "mqtt_protocol": self.link.protocol,
-            "rejected_topics": self.rejected_topics,
+            "rejected_topics": self.router.rejected_topics,
         }
-
-    def _on_message(self, message: IncomingMessage) -> None:
-        try:
-            parsed = topics.parse(message.topic, self.config.base_topic)
-        except TopicError as err:
-            self._reject(message.topic, err)
-            return
-        if isinstance(parsed, topics.BridgeTopic):
-            path = parsed.path
-            if len(path) >= 2 and path[0] == const.BRIDGE_REQUEST:
-                self.api.handle_request("/".join(path[1:]), message.payload)
-            return
-        controller = self.controller
-        if controller is not None and controller.owns(parsed.device_id):
-            # Our own mirror: commands go to the accessory; its state is never device input.
-            if isinstance(parsed, topics.CommandTopic):
-                controller.handle_command(parsed, message.retain, message.payload)
-            return
-        if self.exposer is not None:
-            self.exposer.handle(parsed, message)
-
-    def _reject(self, topic: str, err: TopicError) -> None:
-        self.rejected_topics += 1
-        now = time.monotonic()
-        last = self._reject_reported.get(topic)
-        if last is not None and now - last < REJECT_REPORT_INTERVAL:
-            return
-        self._reject_reported[topic] = now
-        self._reject_reported.move_to_end(topic)
-        while len(self._reject_reported) > REJECT_MEMORY:
-            self._reject_reported.popitem(last=False)
-        self.api.event("invalid_topic", str(err), topic=topic[:512])
-        self.api.publish_info()  # its count of refused topics

@@ -1,8 +1,8 @@
 """The controller side: HomeKit accessories the bridge has paired with, mirrored on MQTT.
 
-app.py builds one `ControllerSide` on the shared MqttLink, BridgeApi and AsyncZeroconf,
-routes `/set` and `/get` of the device ids it `owns()` to `handle_command`, and calls
-`republish()` after every MQTT (re)connect.
+app.py builds one `ControllerSide` on the shared MqttLink, BridgeApi, Router and
+AsyncZeroconf; it takes the topics of the device ids it `owns()` from the router (acting on
+`/set` and `/get`), and app.py calls `republish()` after every MQTT (re)connect.
 """
 
 from __future__ import annotations
@@ -22,8 +22,9 @@ from .. import const
 from ..api import BridgeApi
 from ..config import Config
 from ..errors import BridgeError, NotConnectedError, StateFileError
-from ..mqtt.link import MqttLink
+from ..mqtt.link import IncomingMessage, MqttLink
 from ..mqtt.topics import CommandTopic, command_topic
+from ..routing import DeviceTopic, Router
 from ..tasks import TaskSet
 from .aiohomekit_adapter import forget_pairing, loaded_pairing, start_controller, stop_controller
 from .mirror import AccessoryMirror, RetainedTopics
@@ -61,6 +62,7 @@ class ControllerSide:
         config: Config,
         link: MqttLink,
         api: BridgeApi,
+        router: Router,
         zeroconf: AsyncZeroconf,
         settings: ControllerSettings | None = None,
     ) -> None:
@@ -80,6 +82,7 @@ class ControllerSide:
         self._commands = TaskSet(_LOGGER, "Controller command")
         self._watch = TaskSet(_LOGGER, "Following the pairing file")
         self._pairing_file: tuple[int, int, int] | None = None
+        router.own_devices(self.owns, self.handle)
 
     # ---- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
@@ -174,6 +177,12 @@ class ControllerSide:
         """True for every device id a pairing gives (`<alias>`, `<alias>-<aid>`), connected
         or not: the accessory side never exposes these, nor takes their topics as input."""
         return self._alias_of(device_id) is not None
+
+    def handle(self, parsed: DeviceTopic, message: IncomingMessage) -> None:
+        """A topic of one of our devices: `/set` and `/get` act; our own mirror's state and
+        availability topics are never device input."""
+        if isinstance(parsed, CommandTopic):
+            self.handle_command(parsed, message.retain, message.payload)
 
     def handle_command(self, topic: CommandTopic, retain: bool, payload: bytes) -> None:
         """`/set` and `/get` for an owned device; never blocks."""

@@ -158,3 +158,25 @@ def bridge_topic(base: str, *path: str) -> str:
 def subscriptions(base: str) -> list[str]:
     """What the bridge subscribes to: every device's topics and the bridge's requests."""
     return [f"{base}/#"]
+
+
+def matches(topic_filter: str, topic: str) -> bool:
+    """Whether an MQTT topic filter (`+` one level, `#` the rest) matches a topic."""
+    if topic.startswith("$") and topic_filter[:1] in ("+", "#"):
+        return False  # $SYS and friends never match a wildcard at the first level
+    filter_levels = topic_filter.split("/")
+    topic_levels = topic.split("/")
+    for position, level in enumerate(filter_levels):
+        if level == "#":
+            return True
+        if position >= len(topic_levels):
+            return False
+        if level not in ("+", topic_levels[position]):
+            return False
+    return len(filter_levels) == len(topic_levels)
+
+
+def filter_overlaps_base(topic_filter: str, base: str) -> bool:
+    """Whether a filter could match topics under `<base>/`, the tree the router parses."""
+    first = topic_filter.split("/", 1)[0]
+    return first in (base, "+", "#")

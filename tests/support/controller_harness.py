@@ -3,7 +3,7 @@
     async with ControllerHarness(tmp_path, mosquitto, settings=FAST) as harness:
         await harness.side ...
 
-Owns its AsyncZeroconf (bound to 127.0.0.1), MqttLink, BridgeApi and ControllerSide.
+Owns its AsyncZeroconf (bound to 127.0.0.1), Router, MqttLink, BridgeApi and ControllerSide.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ from mqtt_hk_bridge.api import BridgeApi
 from mqtt_hk_bridge.config import Config, MqttConfig
 from mqtt_hk_bridge.controller.settings import ControllerSettings
 from mqtt_hk_bridge.controller.side import ControllerSide
-from mqtt_hk_bridge.errors import TopicError
 from mqtt_hk_bridge.mqtt import topics
-from mqtt_hk_bridge.mqtt.link import IncomingMessage, MqttLink
+from mqtt_hk_bridge.mqtt.link import MqttLink
+from mqtt_hk_bridge.routing import Router
 from tests.support.mosquitto import Mosquitto
 from tests.support.wait import wait_for
 
@@ -55,38 +55,27 @@ class ControllerHarness:
         self.settings = settings
         self._own_zeroconf = zeroconf is None
         self.zeroconf = zeroconf or AsyncZeroconf(interfaces=["127.0.0.1"])
+        self.router = Router(BASE)
         self.link = MqttLink(
             self.config.mqtt,
-            subscriptions=topics.subscriptions(BASE),
+            subscriptions=self.router.subscriptions,
             will_topic=topics.bridge_topic(BASE, "state"),
-            on_message=self._on_message,
+            on_message=self.router.dispatch,
         )
         self.api = BridgeApi(self.link, BASE)
+        self.router.serve_api(self.api)
         self.side = ControllerSide(
             config=self.config,
             link=self.link,
             api=self.api,
+            router=self.router,
             zeroconf=self.zeroconf,
             settings=settings,
         )
+
         self.link.add_connect_hook(self.api.republish)
         self.link.add_connect_hook(self.side.republish)
         self._link_task: asyncio.Task[None] | None = None
-        self.ignored: list[IncomingMessage] = []
-
-    def _on_message(self, message: IncomingMessage) -> None:
-        try:
-            parsed = topics.parse(message.topic, BASE)
-        except TopicError:
-            return
-        if isinstance(parsed, topics.BridgeTopic):
-            if len(parsed.path) == 2 and parsed.path[0] == "request":
-                self.api.handle_request(parsed.path[1], message.payload)
-            return
-        if isinstance(parsed, topics.CommandTopic) and self.side.owns(parsed.device_id):
-            self.side.handle_command(parsed, message.retain, message.payload)
-            return
-        self.ignored.append(message)
 
     async def start(self) -> None:
         self._link_task = asyncio.create_task(self.link.run())

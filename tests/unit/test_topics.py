@@ -14,6 +14,8 @@ from mqtt_hk_bridge.mqtt.topics import (
     CommandTopic,
     ServiceKey,
     StateTopic,
+    filter_overlaps_base,
+    matches,
 )
 
 BASE = "HomeKit"
@@ -243,3 +245,36 @@ def test_set_and_get_are_only_actions_after_a_characteristic() -> None:
     assert isinstance(parsed, CommandTopic)
     assert parsed.action == "set"
     assert parsed.key == key("Switch", "On")
+
+
+# --- topic filters (features outside the base tree) ---------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("topic_filter", "topic", "expected"),
+    [
+        ("stat/plug/POWER", "stat/plug/POWER", True),
+        ("stat/plug/POWER", "stat/plug/POWER2", False),
+        ("stat/+/POWER", "stat/plug/POWER", True),
+        ("stat/+/POWER", "stat/plug/x/POWER", False),
+        ("zigbee2mqtt/#", "zigbee2mqtt/bulb/set", True),
+        ("zigbee2mqtt/#", "zigbee2mqtt", True),
+        ("zigbee2mqtt/#", "zigbee2mqttx/bulb", False),
+        ("homeassistant/+/+/config", "homeassistant/light/bulb/config", True),
+        ("homeassistant/+/+/config", "homeassistant/light/node/bulb/config", False),
+        ("#", "$SYS/broker/uptime", False),
+        ("+/x", "$SYS/x", False),
+        ("a/b", "a", False),
+    ],
+)
+def test_filter_matches_as_mqtt_brokers_match(
+    topic_filter: str, topic: str, expected: bool
+) -> None:
+    assert matches(topic_filter, topic) is expected
+
+
+def test_a_feature_filter_may_not_overlap_the_base_tree() -> None:
+    assert filter_overlaps_base("HomeKit/#", "HomeKit")
+    assert filter_overlaps_base("+/x/y", "HomeKit")
+    assert filter_overlaps_base("#", "HomeKit")
+    assert not filter_overlaps_base("stat/#", "HomeKit")

@@ -1,0 +1,209 @@
+"""MQTT devices and their accessories in the Home app, kept in step: every change a source
+reports goes through here, so the registry and the Home app never disagree.
+
+A source (our own topic layout today) turns MQTT messages into values and availability and
+sends Home-app writes back out in the device's own form (`DeviceSource`).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from .. import const
+from ..config import Config
+from ..errors import BridgeError, NotConnectedError
+from ..mqtt.payloads import HapValue
+from ..mqtt.topics import CharKey
+from .device_store import DeviceStore
+from .hap_bridge import HapBridge
+from .notify import Pace, pace_of
+from .registry import Change, Device, Registry
+
+_LOGGER = logging.getLogger(__name__)
+
+#: Most services one device may show (a device must not flood the accessory database).
+MAX_SERVICES_PER_DEVICE = 16
+
+
+class DeviceSource(Protocol):
+    """Where devices come from, and how a write or a removal goes back to them."""
+
+    def send_command(self, device_id: str, key: CharKey, value: HapValue) -> None:
+        """Publish a Home-app write; raises NotConnectedError while the broker is away."""
+
+    def clear_retained(self, device: Device) -> int:
+        """Clear the device's retained topics (it is being removed); how many were cleared.
+        Raises NotConnectedError while the broker is away."""
+
+
+class ExposedDevices:
+    def __init__(
+        self,
+        *,
+        config: Config,
+        store: DeviceStore,
+        hap: HapBridge,
+        catalogue_changed: Callable[[], None],
+    ) -> None:
+        self._config = config
+        self._store = store
+        self.hap = hap
+        self._catalogue_changed = catalogue_changed
+        self._source: DeviceSource | None = None
+        #: Availability as last shown, to log and republish each change once.
+        self._shown_availability: dict[str, bool] = {}
+
+    @property
+    def registry(self) -> Registry:
+        return self._store.registry
+
+    def set_source(self, source: DeviceSource) -> None:
+        self._source = source
+
+    def _require_source(self) -> DeviceSource:
+        if self._source is None:
+            raise BridgeError("no device source is running")
+        return self._source
+
+    def show_known(self) -> None:
+        """At start-up: every device remembered from the last run, before HAP is served."""
+        for device in list(self.registry.devices.values()):
+            self._show(device)
+
+    # -- what sources report ------------------------------------------------------------
+
+    def check_room(self, device_id: str, key: CharKey) -> None:
+        """Raise BridgeError when the value would need a service the bridge has no room for."""
+        device = self.registry.devices.get(device_id)
+        services = device.services if device is not None else {}
+        if key.service_key in services:
+            return
+        # Information alone does not make an accessory; its first real service does.
+        if key.service != const.INFO_SERVICE and not self.hap.has_room_for(device_id):
+            raise BridgeError(
+                f"the bridge already shows {self.hap.bridged_count} accessories, the most "
+                "HomeKit allows on one bridge; device not added"
+            )
+        if len(services) >= MAX_SERVICES_PER_DEVICE:
+            raise BridgeError(f"{device_id} already has {MAX_SERVICES_PER_DEVICE} services")
+
+    def set_value(self, device_id: str, key: CharKey, value: HapValue, *, live: bool) -> None:
+        """A value from the device. `live` is False for a retained message, which may be
+        older than the device's `offline` and never presses a button again."""
+        was_available = self.available(device_id)
+        now = time.time()
+        change = self.registry.set_value(device_id, key, value, now)
+        if live:
+            # A live message proves the device is up, whether or not it says `online` too.
+            self.registry.set_online(device_id, True, now)
+        self._store.changed()
+        pace = pace_of(key.characteristic)
+        if change is Change.STRUCTURE:
+            self._structure_changed(device_id)
+        elif pace is not Pace.IMMEDIATE:
+            if change is Change.VALUE:
+                self.hap.set_value(device_id, key, value, pace)
+        elif live:
+            # Every press is an event, the same button twice included.
+            self.hap.set_value(device_id, key, value, pace)
+        if not was_available and self.available(device_id):
+            self.availability_changed(device_id)
+
+    def clear_value(self, device_id: str, key: CharKey) -> None:
+        """The device's retained value was cleared: the characteristic goes."""
+        if self.registry.clear(device_id, key) is Change.STRUCTURE:
+            self._store.changed()
+            self._structure_changed(device_id)
+
+    def set_online(self, device_id: str, online: bool) -> None:
+        if self.registry.set_online(device_id, online, time.time()):
+            self._store.changed()
+            self.availability_changed(device_id)
+
+    def _structure_changed(self, device_id: str) -> None:
+        device = self.registry.devices.get(device_id)
+        if device is None:
+            self._hide(device_id)
+        else:
+            self._show(device)
+        self._catalogue_changed()
+
+    # -- the Home app -------------------------------------------------------------------
+
+    def display_name(self, device: Device) -> str:
+        options = self._config.devices.get(device.device_id)
+        configured = options.name if options else None
+        return configured or device.name or str(device.info("Name") or device.device_id)
+
+    def _show(self, device: Device) -> None:
+        device_id = device.device_id
+        if not device.exposed_services:
+            self._hide(device_id)
+            return
+        self.hap.show(
+            device, name=self.display_name(device), available=lambda: self.available(device_id)
+        )
+        self._shown_availability[device_id] = self.available(device_id)
+
+    def _hide(self, device_id: str) -> None:
+        self.hap.hide(device_id)
+        self._shown_availability.pop(device_id, None)
+
+    def home_app_write(self, device_id: str, key: CharKey, value: HapValue) -> None:
+        """A Home-app write -> the device. Runs inside the HAP request, so it must not wait;
+        a NotConnectedError becomes -70402 for the Home app."""
+        try:
+            self._require_source().send_command(device_id, key, value)
+        except NotConnectedError:
+            # HAP-python has already taken the value; the device never got it.
+            previous = self.registry.devices[device_id].value(key)
+            if previous is not None:
+                self.hap.restore_value(device_id, key, previous)
+            raise
+        # A device value still held back by the event window is older than this write.
+        self.hap.supersede(device_id, key)
+        self.registry.set_value(device_id, key, value, self.registry.devices[device_id].last_seen)
+        self._store.changed()
+
+    # -- availability -------------------------------------------------------------------
+
+    def available(self, device_id: str) -> bool:
+        device = self.registry.devices.get(device_id)
+        if device is None:
+            return False
+        return device.available(time.time(), self._config.device_options(device_id).expire_after)
+
+    def availability_changed(self, device_id: str) -> None:
+        """Log and republish the device's availability if it differs from what was shown."""
+        available = self.available(device_id)
+        if self._shown_availability.get(device_id, available) == available:
+            return
+        self._shown_availability[device_id] = available
+        _LOGGER.info(
+            "%s is %s", device_id, "available" if available else "unavailable (No Response)"
+        )
+        self._catalogue_changed()
+
+    def shown_devices(self) -> list[str]:
+        return list(self._shown_availability)
+
+    # -- requests -----------------------------------------------------------------------
+
+    def remove(self, device: Device) -> int:
+        """Take a device off the bridge and clear its retained topics (or the broker would
+        bring it back); returns how many were cleared. Raises NotConnectedError (nothing
+        removed) while the broker is away."""
+        cleared = self._require_source().clear_retained(device)
+        self.registry.remove(device.device_id)
+        self._store.changed()
+        self._structure_changed(device.device_id)
+        return cleared
+
+    def rename(self, device: Device, name: str) -> None:
+        device.name = name
+        self._store.changed()
+        self._show(device)
+        self._catalogue_changed()

@@ -1,0 +1,216 @@
+"""One HAP bridge as the Home app sees it: its driver, its bridged accessories, their ids,
+its setup code and its state files. It knows nothing of MQTT: it shows the devices it is
+given and hands Home-app writes to `on_write`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Hashable
+from pathlib import Path
+from typing import Any, cast
+
+import pyqrcode
+from zeroconf.asyncio import AsyncZeroconf
+
+from .. import const
+from ..config import HomeKitConfig
+from ..homekit.catalog import Catalog
+from ..mqtt.payloads import HapValue
+from ..mqtt.topics import CharKey
+from .bridge import MqttAccessory, MqttBridge, WriteHandler, build_accessory
+from .hap_adapter import BridgeDriver
+from .ids import IdStore
+from .notify import EventPacer, Pace
+from .registry import Device
+from .setup_code import load_setup
+
+_LOGGER = logging.getLogger(__name__)
+
+SETUP_QR_FILE = "setup-qr.png"
+
+
+class HapBridge:
+    def __init__(
+        self,
+        *,
+        homekit: HomeKitConfig,
+        data_dir: Path,
+        zeroconf: AsyncZeroconf,
+        catalog: Catalog,
+        version: str,
+        event_window: float,
+        config_debounce: float,
+        on_write: WriteHandler,
+    ) -> None:
+        self._data_dir = data_dir
+        self._catalog = catalog
+        self._config_debounce = config_debounce
+        self._on_write = on_write
+        self._ids = IdStore(data_dir / "accessory-ids.json")
+        self.setup = load_setup(data_dir / "setup.json", homekit.setup_code)
+        listen_all = homekit.address in ("0.0.0.0", "::")  # noqa: S104
+        self.driver = BridgeDriver(
+            state_path=data_dir / "homekit-state.json",
+            catalog=catalog,
+            loop=asyncio.get_running_loop(),
+            address=None if listen_all else homekit.address,
+            listen_address=homekit.address,
+            advertised_address=homekit.advertised_address,
+            port=homekit.port,
+            pincode=self.setup.code.encode("ascii"),
+            zeroconf=zeroconf,
+        )
+        self.driver.state.setup_id = self.setup.setup_id
+        self.bridge = MqttBridge(self.driver, homekit.name, self._show_setup_code)
+        self.bridge.set_info_service(
+            firmware_revision=version,
+            manufacturer="mqtt-hk-bridge",
+            model="MQTT Bridge",
+            serial_number=self.driver.state.mac,
+        )
+        self.driver.add_accessory(self.bridge)
+        self._pacer = EventPacer(self._send_event, event_window)
+        self._accessories: dict[str, MqttAccessory] = {}
+        self._config_pending: asyncio.TimerHandle | None = None
+
+    # -- life cycle ---------------------------------------------------------------------
+
+    def on_pairing_changed(self, callback: Callable[[], None]) -> None:
+        self.driver.pairing_changed = callback
+
+    async def start(self) -> None:
+        """Serve HAP and advertise it, with every accessory shown so far already in it."""
+        await self.driver.async_start()
+
+    async def stop(self) -> None:
+        self._pacer.close()
+        if self._config_pending is not None:
+            self._config_pending.cancel()
+            self.driver.refresh_config()
+        await self.driver.async_stop()
+
+    @property
+    def paired(self) -> bool:
+        return bool(self.driver.state.paired)
+
+    @property
+    def hap_device_id(self) -> str:
+        return str(self.driver.state.mac)
+
+    @property
+    def bridged_count(self) -> int:
+        return len(self.bridge.accessories)
+
+    def _show_setup_code(self) -> None:
+        """Unpaired: the setup code, its X-HM:// URI and a QR code, on the terminal and as PNG.
+
+        Printed, not logged: the code must not end up in log collectors.
+        """
+        uri = self.bridge.xhm_uri()
+        qr = pyqrcode.create(uri)
+        png = self._data_dir / SETUP_QR_FILE
+        try:
+            qr.png(str(png), scale=8)
+            png.chmod(0o600)
+        except OSError as err:
+            _LOGGER.warning("Could not write %s: %s", png, err)
+        print(
+            f"\nHomeKit setup code: {self.setup.code}\nSetup URI: {uri}\n"
+            f"{qr.terminal(quiet_zone=2)}\nQR code also saved as {png}\n",
+            flush=True,
+        )
+
+    # -- which devices it shows ---------------------------------------------------------
+
+    def shows(self, device_id: str) -> bool:
+        return device_id in self._accessories
+
+    def aid(self, device_id: str) -> int | None:
+        accessory = self._accessories.get(device_id)
+        return accessory.aid if accessory is not None else None
+
+    def has_room_for(self, device_id: str) -> bool:
+        """Whether the device is shown or one more accessory fits (HomeKit: 149 bridged)."""
+        return self.shows(device_id) or len(self._accessories) < const.MAX_BRIDGED_ACCESSORIES
+
+    def show(self, device: Device, *, name: str, available: Callable[[], bool]) -> None:
+        """Build (or rebuild) the device's accessory. The ids it takes are saved before any
+        controller can see them; an OSError from that save leaves the bridge unchanged."""
+        device_id = device.device_id
+        accessory = build_accessory(
+            self.driver,
+            device,
+            name=name,
+            aid=self._ids.aid(device_id),
+            ids=self._ids,
+            catalog=self._catalog,
+            available=available,
+            on_write=self._on_write,
+        )
+        self._ids.save()
+        accessories = self.bridge.accessories
+        accessories[accessory.aid] = accessory
+        # Listed in aid order whatever the order of arrival, so the same devices always give
+        # the same accessory database (and configuration number) after a restart.
+        self.bridge.accessories = dict(sorted(accessories.items()))
+        self._accessories[device_id] = accessory
+        self._structure_changed()
+
+    def hide(self, device_id: str) -> None:
+        accessory = self._accessories.pop(device_id, None)
+        if accessory is None:
+            return
+        del self.bridge.accessories[accessory.aid]
+        for key in accessory.characteristics:
+            self._pacer.forget((device_id, key))
+        self._structure_changed()
+
+    # -- values -------------------------------------------------------------------------
+
+    def _characteristic(self, device_id: str, key: CharKey) -> Any:
+        accessory = self._accessories.get(device_id)
+        return accessory.characteristics.get(key) if accessory is not None else None
+
+    def set_value(self, device_id: str, key: CharKey, value: HapValue, pace: Pace) -> None:
+        """A device's new value, sent to the Home app when its pace says so."""
+        char = self._characteristic(device_id, key)
+        if char is None:
+            return  # an information-only device, not shown
+        if char.value == value and pace is not Pace.IMMEDIATE:
+            return
+        # HAP-python keeps a button event's value null; the event itself carries it.
+        char.set_value(value, should_notify=False)
+        self._pacer.changed((device_id, key), value, pace)
+
+    def restore_value(self, device_id: str, key: CharKey, value: HapValue) -> None:
+        """Undo a Home-app write that never reached the device (HAP-python took it already)."""
+        char = self._characteristic(device_id, key)
+        if char is not None:
+            char.set_value(value, should_notify=False)
+
+    def supersede(self, device_id: str, key: CharKey) -> None:
+        """A Home-app write is newer than any device value still held back for the key."""
+        self._pacer.supersede((device_id, key))
+
+    def _send_event(self, pacer_key: Hashable, value: Any) -> None:
+        device_id, key = cast(tuple[str, CharKey], pacer_key)
+        accessory = self._accessories.get(device_id)
+        char = self._characteristic(device_id, key)
+        if accessory is not None and char is not None:
+            accessory.publish(value, char, immediate=True)
+
+    # -- the configuration number -------------------------------------------------------
+
+    def _structure_changed(self) -> None:
+        """One configuration-number bump for a burst of structural changes."""
+        if self._config_pending is not None:
+            self._config_pending.cancel()
+        self._config_pending = asyncio.get_running_loop().call_later(
+            self._config_debounce, self._refresh_config
+        )
+
+    def _refresh_config(self) -> None:
+        self._config_pending = None
+        self.driver.refresh_config()
