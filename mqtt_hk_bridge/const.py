@@ -29,6 +29,9 @@ BRIDGE_EVENT: Final = "event"  # JSON errors and notices a user must see
 BRIDGE_REQUEST: Final = "request"  # request/<action>, JSON body
 BRIDGE_RESPONSE: Final = "response"  # response/<action>, transaction echoed
 
+#: Where an accessory-side device comes from: our own topic layout (the default source).
+SOURCE_HOMEKIT_TOPICS: Final = "homekit_topics"
+
 #: Origin of a device in the catalogue.
 ORIGIN_MQTT: Final = "mqtt"
 ORIGIN_HOMEKIT: Final = "homekit"

@@ -1,8 +1,9 @@
 """MQTT devices and their accessories in the Home app, kept in step: every change a source
 reports goes through here, so the registry and the Home app never disagree.
 
-A source (our own topic layout today) turns MQTT messages into values and availability and
-sends Home-app writes back out in the device's own form (`DeviceSource`).
+Sources (our own topic layout, and more) turn MQTT messages into values and availability
+and send Home-app writes back out in the device's own form (`DeviceSource`). A device id
+belongs to the source that reported it first; another source may not take it over.
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ class ExposedDevices:
         self._store = store
         self.hap = hap
         self._catalogue_changed = catalogue_changed
-        self._source: DeviceSource | None = None
+        self._sources: dict[str, DeviceSource] = {}
         #: Availability as last shown, to log and republish each change once.
         self._shown_availability: dict[str, bool] = {}
 
@@ -60,13 +61,14 @@ class ExposedDevices:
     def registry(self) -> Registry:
         return self._store.registry
 
-    def set_source(self, source: DeviceSource) -> None:
-        self._source = source
+    def add_source(self, name: str, source: DeviceSource) -> None:
+        self._sources[name] = source
 
-    def _require_source(self) -> DeviceSource:
-        if self._source is None:
-            raise BridgeError("no device source is running")
-        return self._source
+    def _source_of(self, device: Device) -> DeviceSource:
+        source = self._sources.get(device.source)
+        if source is None:
+            raise BridgeError(f"{device.device_id} comes from {device.source}, which is off")
+        return source
 
     def show_known(self) -> None:
         """At start-up: every device remembered from the last run, before HAP is served."""
@@ -75,9 +77,14 @@ class ExposedDevices:
 
     # -- what sources report ------------------------------------------------------------
 
-    def check_room(self, device_id: str, key: CharKey) -> None:
-        """Raise BridgeError when the value would need a service the bridge has no room for."""
+    def check_room(
+        self, device_id: str, key: CharKey, source: str = const.SOURCE_HOMEKIT_TOPICS
+    ) -> None:
+        """Raise BridgeError when the value cannot be taken: the device id belongs to another
+        source, or the value would need a service the bridge has no room for."""
         device = self.registry.devices.get(device_id)
+        if device is not None and device.source != source:
+            raise BridgeError(f"device id {device_id} is already taken by {device.source}")
         services = device.services if device is not None else {}
         if key.service_key in services:
             return
@@ -90,12 +97,21 @@ class ExposedDevices:
         if len(services) >= MAX_SERVICES_PER_DEVICE:
             raise BridgeError(f"{device_id} already has {MAX_SERVICES_PER_DEVICE} services")
 
-    def set_value(self, device_id: str, key: CharKey, value: HapValue, *, live: bool) -> None:
-        """A value from the device. `live` is False for a retained message, which may be
-        older than the device's `offline` and never presses a button again."""
+    def set_value(
+        self,
+        device_id: str,
+        key: CharKey,
+        value: HapValue,
+        *,
+        live: bool,
+        source: str = const.SOURCE_HOMEKIT_TOPICS,
+    ) -> None:
+        """A value from the device, checked with `check_room` first. `live` is False for a
+        retained message, which may be older than the device's `offline` and never presses a
+        button again."""
         was_available = self.available(device_id)
         now = time.time()
-        change = self.registry.set_value(device_id, key, value, now)
+        change = self.registry.set_value(device_id, key, value, now, source)
         if live:
             # A live message proves the device is up, whether or not it says `online` too.
             self.registry.set_online(device_id, True, now)
@@ -156,7 +172,7 @@ class ExposedDevices:
         """A Home-app write -> the device. Runs inside the HAP request, so it must not wait;
         a NotConnectedError becomes -70402 for the Home app."""
         try:
-            self._require_source().send_command(device_id, key, value)
+            self._source_of(self.registry.devices[device_id]).send_command(device_id, key, value)
         except NotConnectedError:
             # HAP-python has already taken the value; the device never got it.
             previous = self.registry.devices[device_id].value(key)
@@ -196,7 +212,7 @@ class ExposedDevices:
         """Take a device off the bridge and clear its retained topics (or the broker would
         bring it back); returns how many were cleared. Raises NotConnectedError (nothing
         removed) while the broker is away."""
-        cleared = self._require_source().clear_retained(device)
+        cleared = self._source_of(device).clear_retained(device)
         self.registry.remove(device.device_id)
         self._store.changed()
         self._structure_changed(device.device_id)

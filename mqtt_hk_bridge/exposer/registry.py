@@ -35,6 +35,8 @@ class Device:
     last_seen: float = 0.0
     #: A name given by a `device/rename` request.
     name: str | None = None
+    #: The source that reports the device and takes its Home-app writes.
+    source: str = const.SOURCE_HOMEKIT_TOPICS
 
     @property
     def exposed_services(self) -> list[ServiceKey]:
@@ -58,12 +60,19 @@ class Registry:
         self.devices: dict[str, Device] = {}
         self._early_availability: dict[str, bool] = {}
 
-    def set_value(self, device_id: str, key: CharKey, value: HapValue, now: float) -> Change:
+    def set_value(
+        self,
+        device_id: str,
+        key: CharKey,
+        value: HapValue,
+        now: float,
+        source: str = const.SOURCE_HOMEKIT_TOPICS,
+    ) -> Change:
         device = self.devices.get(device_id)
         change = Change.NONE
         if device is None:
             online = self._early_availability.pop(device_id, None)
-            device = self.devices[device_id] = Device(device_id, online=online)
+            device = self.devices[device_id] = Device(device_id, online=online, source=source)
             change = Change.STRUCTURE
         device.last_seen = now
         values = device.services.get(key.service_key)
@@ -123,6 +132,7 @@ class Registry:
                 "online": device.online,
                 "last_seen": device.last_seen,
                 "name": device.name,
+                "source": device.source,
                 "services": [
                     {"service": key.service, "index": key.index, "values": values}
                     for key, values in sorted(device.services.items())
@@ -140,6 +150,7 @@ class Registry:
                 online=raw["online"],
                 last_seen=float(raw["last_seen"]),
                 name=raw.get("name"),
+                source=raw.get("source", const.SOURCE_HOMEKIT_TOPICS),
             )
             for service in raw["services"]:
                 key = ServiceKey(str(service["service"]), int(service["index"]))

@@ -13,6 +13,7 @@ import logging
 
 from zeroconf.asyncio import AsyncZeroconf
 
+from .. import const
 from ..api import BridgeApi
 from ..config import Config
 from ..homekit.catalog import get_catalog
@@ -60,7 +61,7 @@ class ExposerSide:
         source = HomeKitTopicsSource(
             config=config, link=link, api=api, catalog=catalog, devices=self.devices
         )
-        self.devices.set_source(source)
+        self.devices.add_source(const.SOURCE_HOMEKIT_TOPICS, source)
         router.own_other_devices(source.handle)
         self._availability = AvailabilityWatch(config=config, api=api, devices=self.devices)
         DeviceRequests(api=api, catalog=catalog, devices=self.devices)

@@ -173,8 +173,8 @@ def _populated() -> Registry:
     registry.set_value("esp1", TEMPERATURE, 20.1, now=10.0)
     registry.set_value("esp1", TEMPERATURE_2, 18.5, now=11.0)
     registry.set_value("esp1", INFO_NAME, "Attic", now=12.0)
-    registry.set_value("lamp", ON, True, now=13.0)
-    registry.set_value("lamp", BRIGHTNESS, 40, now=14.0)
+    registry.set_value("lamp", ON, True, now=13.0, source="mapping")
+    registry.set_value("lamp", BRIGHTNESS, 40, now=14.0, source="mapping")
     registry.set_online("lamp", False, now=15.0)
     registry.devices["lamp"].name = "Desk lamp"
     return registry
@@ -191,7 +191,10 @@ def test_json_round_trip_keeps_values_availability_and_names() -> None:
         assert restored.online == device.online
         assert restored.last_seen == device.last_seen
         assert restored.name == device.name
+        assert restored.source == device.source
     lamp = again.devices["lamp"]
+    assert lamp.source == "mapping"  # the source that reported it first
+    assert again.devices["esp1"].source == "homekit_topics"
     assert lamp.value(ON) is True  # a bool stays a bool, not 1
     assert lamp.value(BRIGHTNESS) == 40
     assert lamp.online is False
@@ -212,3 +215,10 @@ def test_to_json_is_deterministic() -> None:
     assert json.dumps(first.to_json(), sort_keys=True) == json.dumps(
         second.to_json(), sort_keys=True
     )
+
+
+def test_a_state_file_from_before_sources_reads_as_our_topic_layout() -> None:
+    data = _populated().to_json()
+    for raw in data.values():
+        del raw["source"]
+    assert {d.source for d in Registry.from_json(data).devices.values()} == {"homekit_topics"}
