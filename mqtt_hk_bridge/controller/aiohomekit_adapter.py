@@ -1,17 +1,16 @@
-"""The one place the bridge works around aiohomekit (written against 4.0.1).
+"""Where the bridge works around aiohomekit's Controller (written against 4.0.1); one
+pairing's connection is the business of `controller/links/`, the rest of aiohomekit's
+adapter.
 
 Everything else in the controller side uses aiohomekit's public API (Controller,
 load_pairing, async_find, the pairing's reads, writes, subscriptions and dispatchers).
 What aiohomekit 4.0.1 leaves out or does in a way a long-running bridge cannot use is
-handled here, each with the reason; `tests/unit/test_library_surface.py` pins every
-attribute and method used, so an upgrade that moves one fails there by name.
+handled in these modules, each with the reason; `tests/unit/test_library_surface.py` pins
+every attribute and method used, so an upgrade that moves one fails there by name.
 docs/libraries.md says what to check when aiohomekit changes.
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
-from typing import Any
 
 from aiohomekit.controller import Controller
 from aiohomekit.controller.abstract import AbstractPairing
@@ -81,63 +80,3 @@ def drop_unregistered_pairing(controller: Controller, alias: str) -> None:
         stray = transport.pairings.get(alias)
         if stray is not None and str(stray.id).lower() != alias.lower():
             transport.pairings.pop(alias, None)
-
-
-# ---- one IP pairing's connection ----------------------------------------------------------
-
-
-class IpConnectionControl:
-    """The retry schedule of one pairing's connection, taken from aiohomekit.
-
-    4.0.1 reconnects at once after every loss and does not count connections that fail
-    during pair-verify, so an accessory that drops each session as it comes up gets a storm
-    of connections. The session supervisor owns the schedule instead: it keeps a lost
-    connection down (`hold_down_when_lost`) and starts one attempt at a time (`begin_attempt`).
-    """
-
-    def __init__(self, pairing: Any) -> None:
-        self._connection = pairing.connection
-
-    def hold_down_when_lost(self) -> None:
-        # A connection marked closing is not reconnected by aiohomekit when it drops.
-        self._connection.closing = True
-
-    def begin_attempt(self) -> BaseException | None:
-        """Start one connection attempt (TCP + pair-verify); returns the error standing before
-        it, to tell a new failure (`attempt_error`) from an old one."""
-        before: BaseException | None = self._connection.last_connector_error
-        # 4.0.1 sets `closed` for good when a transport goes down while closing and never
-        # clears it: is_connected would stay False after every later pair-verify.
-        self._connection.closed = False
-        self._connection.reconnect_soon()
-        return before
-
-    def attempt_error(self, before: BaseException | None) -> BaseException | None:
-        """The error that ended the attempt started after `before`, if it has ended so."""
-        current: BaseException | None = self._connection.last_connector_error
-        return current if current is not None and current is not before else None
-
-    async def close(self) -> None:
-        """Close the connection and stop aiohomekit's connector (no retry of its own)."""
-        await self._connection.close()
-
-    def endpoint(self) -> tuple[list[str], int] | None:
-        """The addresses and port the live connection reached, or None when down."""
-        if not self._connection.connected_host:
-            return None
-        return list(self._connection.hosts), int(self._connection.port)
-
-
-def tap_raw_events(pairing: Any, tap: Callable[[Any], None]) -> None:
-    """Call `tap` with each raw EVENT body, after aiohomekit has handled it.
-
-    4.0.1 folds an EVENT frame into one value per (aid, iid), keeping the one listed last;
-    HAP-NodeJS lists the newest first, so the caller must see the raw body to notice.
-    """
-    handle = pairing.event_received
-
-    def event_received(event: Any) -> None:
-        handle(event)
-        tap(event)
-
-    pairing.event_received = event_received

@@ -1,18 +1,17 @@
-"""Keep one pairing connected and its mirror current (one supervisor task per pairing).
+"""Keep one pairing connected and its mirror current (one supervisor task per pairing),
+whatever transport carries it: the session is written once against `links.Link` (IP or
+CoAP), which wakes it on every change of the connection or the zeroconf record; nothing
+is polled but the slow full read.
 
-What aiohomekit 4.0.1 leaves to us, and how it is done here (the pieces that reach into
-aiohomekit live in `aiohomekit_adapter`):
-- Availability: its callback only ever reports True, so the supervisor watches
-  `is_connected` and failed requests itself and publishes `online`/`offline`: offline at
-  once when a request goes unanswered or a short-lived connection drops; a stable
-  connection that ends (an idle close) is retried at once, offline only if that fails.
-- Bounded reconnects: its own retry loop restarts at once after every loss and does not
-  count connections that fail during pair-verify. The supervisor keeps a lost connection
-  down, stops that loop after each attempt and schedules the next one with full-jitter
-  exponential backoff (capped), and a connection that drops again soon after it came up
-  keeps the backoff growing.
-- Address/port moves: aiohomekit takes new zeroconf records and wakes its connector; the
-  supervisor's backoff wakes on a new record too, so a moved accessory is back in seconds.
+What aiohomekit 4.0.1 leaves to us, and how it is done here:
+- Availability: its callback only ever reports True, so the supervisor follows the link and
+  failed requests itself and publishes `online`/`offline`: offline at once when a request
+  goes unanswered or a short-lived connection drops; a stable connection that ends (an idle
+  close) is retried at once, offline only if that fails.
+- Bounded reconnects: one attempt at a time, then full-jitter exponential backoff (capped),
+  and a connection that drops again soon after it came up keeps the backoff growing.
+- Address/port moves: a new zeroconf record wakes the backoff, so a moved accessory is back
+  in seconds.
 - c# change -> the accessory database is read again and the mirror rebuilt; s# change or a
   reconnect -> one catch-up read; a slow poll as fallback. Reads never overlap: a read asked
   for while one runs is merged into one more pass.
@@ -30,27 +29,20 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from aiohomekit.exceptions import HomeKitException
-
 from .. import const
 from ..errors import PayloadError
 from ..mqtt import payloads
 from ..mqtt.topics import CommandTopic
 from ..tasks import TaskSet
-from .aiohomekit_adapter import IpConnectionControl, tap_raw_events
+from .links import LINK_ERRORS, make_link, wait_changed
 from .mirror import AccessoryMirror, CharId
 from .pairings import PairingStore
 from .settings import ControllerSettings
 
 _LOGGER = logging.getLogger(__name__)
 
-#: How often the supervisor looks at the connection; a lost TCP session shows at once.
-TICK = 0.1
 #: A connection that lasted less than this did not really recover: keep backing off.
 STABLE_AFTER = 10.0
-
-#: Errors of talking to an accessory that mean "the connection is not usable".
-LINK_ERRORS: tuple[type[BaseException], ...] = (HomeKitException, OSError, TimeoutError)
 
 EventSink = Callable[..., None]
 
@@ -73,7 +65,7 @@ class PairingSession:
     def __init__(
         self,
         alias: str,
-        pairing: Any,  # aiohomekit IpPairing; its methods are untyped
+        pairing: Any,  # aiohomekit's IpPairing or CoAPPairing; its methods are untyped
         mirror: AccessoryMirror,
         settings: ControllerSettings,
         *,
@@ -83,7 +75,7 @@ class PairingSession:
     ) -> None:
         self.alias = alias
         self.pairing = pairing
-        self._link = IpConnectionControl(pairing)
+        self.link = make_link(pairing, alias)
         self.mirror = mirror
         self._settings = settings
         self._store = store
@@ -108,7 +100,7 @@ class PairingSession:
     # ---- lifecycle -------------------------------------------------------------------
     def start(self) -> None:
         self._unsubscribe_events = self.pairing.dispatcher_connect(self._on_event)
-        tap_raw_events(self.pairing, self._on_raw_event)
+        self.link.tap_raw_events(self._on_raw_event)
         self._task = asyncio.get_running_loop().create_task(
             self._supervise(), name=f"controller-session-{self.alias}"
         )
@@ -123,6 +115,7 @@ class PairingSession:
         if self._unsubscribe_events is not None:
             self._unsubscribe_events()
             self._unsubscribe_events = None
+        self.link.detach()
         if shutdown:
             with contextlib.suppress(*LINK_ERRORS):
                 await self.pairing.shutdown()
@@ -133,7 +126,7 @@ class PairingSession:
 
     @property
     def connected(self) -> bool:
-        return bool(self.pairing.is_connected)
+        return self.link.connected
 
     # ---- the supervisor --------------------------------------------------------------
     async def _supervise(self) -> None:
@@ -147,7 +140,7 @@ class PairingSession:
                 continue
             up_since = time.monotonic()
             # Lost, it stays down until the backoff below says otherwise.
-            self._link.hold_down_when_lost()
+            self.link.hold_down_when_lost()
             try:
                 await self._on_connected()
                 await self._watch()
@@ -166,28 +159,17 @@ class PairingSession:
                 delay = settings.reconnect_min
 
     async def _attempt(self) -> bool:
-        """One connection attempt (TCP + pair-verify) through aiohomekit's connector,
-        which is stopped again when it fails so that we own the retry schedule."""
+        """One connection attempt; the next one is the supervisor's to schedule."""
         self.connect_attempts += 1
-        before = self._link.begin_attempt()
-        deadline = time.monotonic() + self._settings.connect_timeout
-        error: BaseException | None = None
-        while time.monotonic() < deadline:
-            if self.connected:
-                return True
-            error = self._link.attempt_error(before)
-            if error is not None:
-                break
-            await asyncio.sleep(0.02)
-        if self.connected:
+        error = await self.link.attempt(self._settings.connect_timeout)
+        if error is None:
             return True
-        await self._link.close()
-        _LOGGER.debug("%s: connection attempt failed: %s", self.alias, error or "timed out")
+        _LOGGER.debug("%s: connection attempt failed: %s", self.alias, error)
         if not self._reported_unreachable:
             self._reported_unreachable = True
             self._event(
                 "accessory_unreachable",
-                f"{self.alias}: cannot reach the accessory ({error or 'timed out'}); "
+                f"{self.alias}: cannot reach the accessory ({error or type(error).__name__}); "
                 "retrying with backoff",
                 device=self.alias,
             )
@@ -198,14 +180,14 @@ class PairingSession:
         aiohomekit made by itself (it reconnects when a record announces a move)."""
         description = self.pairing.description
         until = time.monotonic() + random.uniform(delay / 2, delay)  # noqa: S311
-        while time.monotonic() < until:
+        while (remaining := until - time.monotonic()) > 0:
+            await wait_changed(self.link.changed, remaining)
             if self.connected or self.pairing.description is not description:
                 return
-            await asyncio.sleep(TICK)
 
     async def _drop(self) -> None:
         with contextlib.suppress(*LINK_ERRORS):
-            await self._link.close()
+            await self.link.drop()
 
     async def _on_connected(self) -> None:
         description = self.pairing.description
@@ -216,7 +198,7 @@ class PairingSession:
         await self._read_all()
         self._reported_unreachable = False
         self._set_available(True)
-        endpoint = self._link.endpoint()
+        endpoint = self.link.endpoint()
         if endpoint is not None and self._store.update_endpoint(self.alias, *endpoint):
             hosts, port = endpoint
             _LOGGER.info("%s: now at %s port %s", self.alias, ", ".join(hosts), port)
@@ -225,7 +207,10 @@ class PairingSession:
         """Until the connection drops: follow c#, s# and the poll interval."""
         poll_interval = self._settings.poll_interval
         while True:
-            await asyncio.sleep(TICK)
+            timeout = None
+            if poll_interval:
+                timeout = max(0.0, self._last_full_read + poll_interval - time.monotonic())
+            await wait_changed(self.link.changed, timeout)
             if not self.connected:
                 _LOGGER.info("%s: connection lost", self.alias)
                 return

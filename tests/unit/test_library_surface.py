@@ -1,10 +1,10 @@
 """What the bridge uses of HAP-python and aiohomekit beyond their public API, pinned.
 
-exposer/hap_adapter.py and controller/aiohomekit_adapter.py are the only modules allowed to
-reach into the libraries. Every private method they override or call and every internal
-attribute they read or write is listed here with the shape they rely on, so that an
-upgrade that moves one fails here, by name, instead of somewhere strange. When a test here
-fails after an upgrade: read docs/libraries.md, adapt the adapter, update this file.
+exposer/hap_adapter.py, controller/aiohomekit_adapter.py and controller/links/ are the only
+modules allowed to reach into the libraries. Every private method they override or call and
+every internal attribute they read or write is listed here with the shape they rely on, so
+that an upgrade that moves one fails here, by name, instead of somewhere strange. When a test
+here fails after an upgrade: read docs/libraries.md, adapt the adapter, update this file.
 """
 
 from __future__ import annotations
@@ -19,8 +19,11 @@ from pathlib import Path
 import pytest
 from aiohomekit.controller import Controller
 from aiohomekit.controller.abstract import AbstractController
+from aiohomekit.controller.coap.connection import CoAPHomeKitConnection
+from aiohomekit.controller.coap.pairing import CoAPPairing
 from aiohomekit.controller.ip.connection import HomeKitConnection
 from aiohomekit.controller.ip.pairing import IpPairing
+from aiohomekit.zeroconf import ZeroconfPairing
 from pyhap import tlv, util
 from pyhap.accessory_driver import AccessoryDriver, AccessoryMDNSServiceInfo
 from pyhap.hap_handler import HAP_TLV_STATES, HAP_TLV_TAGS, HAPServerHandler
@@ -36,6 +39,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "mqtt_hk_bridge"
 ADAPTERS = {
     PACKAGE / "exposer" / "hap_adapter.py",
     PACKAGE / "controller" / "aiohomekit_adapter.py",
+    *(PACKAGE / "controller" / "links").glob("*.py"),
 }
 HAP_PYTHON = f"HAP-python {version('HAP-python')}"
 AIOHOMEKIT = (
@@ -155,17 +159,32 @@ async def test_aiohomekit_connection_internals() -> None:
     assert connection.last_connector_error is None
     assert_params(HomeKitConnection.reconnect_soon, ["self"], AIOHOMEKIT)
     assert_params(HomeKitConnection.close, ["self"], AIOHOMEKIT)
-    # The flag IpConnectionControl clears: still set for good on a loss while closing?
+    # IpLink wakes its session when a connection is lost or made.
+    assert_params(HomeKitConnection._connection_lost, ["self", "exception"], AIOHOMEKIT)
+    assert_params(IpPairing.connection_made, ["self", "secure"], AIOHOMEKIT)
+    # The flag IpLink.attempt clears: still set for good on a loss while closing?
     assert "self.closed = True" in inspect.getsource(HomeKitConnection._connection_lost), (
-        f"{AIOHOMEKIT}: a lost connection no longer sets `closed`; IpConnectionControl."
-        "begin_attempt may no longer need to clear it"
+        f"{AIOHOMEKIT}: a lost connection no longer sets `closed`; IpLink.attempt may no "
+        "longer need to clear it"
     )
 
 
 def test_aiohomekit_pairing_internals() -> None:
     assert_params(IpPairing.event_received, ["self", "event"], AIOHOMEKIT)
-    # The tests route a pairing's zeroconf record through a TCP proxy with this hook.
-    assert_params(IpPairing._async_description_update, ["self", "description"], AIOHOMEKIT)
+    # Every link follows the zeroconf record through this handler (the tests also route a
+    # pairing's record through a TCP proxy with it).
+    assert_params(ZeroconfPairing._async_description_update, ["self", "description"], AIOHOMEKIT)
+    for pairing_class in (IpPairing, CoAPPairing):
+        assert issubclass(pairing_class, ZeroconfPairing), pairing_class
+
+
+def test_aiohomekit_coap_internals() -> None:
+    # CoapLink makes a session with the pair-verify every request starts with, and ends it.
+    assert inspect.iscoroutinefunction(CoAPPairing._ensure_connected)
+    assert_params(CoAPPairing._ensure_connected, ["self"], AIOHOMEKIT)
+    assert inspect.iscoroutinefunction(CoAPHomeKitConnection.reconnect_soon)
+    assert "self.address = " in inspect.getsource(CoAPHomeKitConnection.__init__)
+    assert "self.enc_ctx = None" in inspect.getsource(CoAPHomeKitConnection.reconnect_soon)
     source = inspect.getsource(AbstractController.__init__)
     for name in ("pairings", "aliases", "discoveries"):
         assert f"self.{name} = " in source, f"{AIOHOMEKIT}: controller.{name} moved"

@@ -1,0 +1,70 @@
+"""A HomeKit accessory over CoAP on Thread (HAP PDUs in CoAP over UDP/IPv6, advertised as
+`_hap._udp`), through aiohomekit's CoAPPairing.
+
+aiohomekit 4.0.1 keeps no connection of its own here: a session is made by pair-verify on
+the first request and is gone when a request goes unanswered or the accessory answers 404
+(it rebooted). A new zeroconf record with another address or port makes aiohomekit drop the
+session and point the next one at the new endpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from aiocoap.error import Error as CoapError
+from aiohomekit.exceptions import HomeKitException
+
+from .base import follow_description
+
+#: aiocoap's own errors, raw from aiohomekit in a few places (a request just after an address
+#: move can raise LibraryShutdown): the session treats them as a lost link.
+COAP_ERRORS: tuple[type[BaseException], ...] = (CoapError,)
+_ATTEMPT_ERRORS: tuple[type[BaseException], ...] = (
+    HomeKitException,
+    OSError,
+    TimeoutError,
+    CoapError,
+)
+
+
+class CoapLink:
+    transport = "coap"
+
+    def __init__(self, pairing: Any, name: str) -> None:
+        self._pairing = pairing
+        self.changed = asyncio.Event()
+        self._description_handler = follow_description(pairing, self.changed, name)
+
+    @property
+    def connected(self) -> bool:
+        return bool(self._pairing.is_connected)
+
+    def hold_down_when_lost(self) -> None:
+        """aiohomekit makes no session by itself over CoAP: nothing to hold down."""
+
+    async def attempt(self, within: float) -> BaseException | None:
+        try:
+            # The pair-verify every CoAP request starts with when there is no session.
+            await asyncio.wait_for(self._pairing._ensure_connected(), within)
+        except _ATTEMPT_ERRORS as err:
+            return err
+        self.changed.set()
+        return None
+
+    async def drop(self) -> None:
+        await self._pairing.connection.reconnect_soon()  # ends the session; no reconnect
+        self.changed.set()
+
+    def endpoint(self) -> tuple[list[str], int] | None:
+        if not self.connected:
+            return None
+        host, _, port = str(self._pairing.connection.address).rpartition(":")
+        return [host.strip("[]")], int(port)
+
+    def tap_raw_events(self, tap: Callable[[Any], None]) -> None:
+        """CoAP events carry one characteristic each: nothing is folded away."""
+
+    def detach(self) -> None:
+        self._pairing._async_description_update = self._description_handler
