@@ -24,6 +24,7 @@ from .controller.side import ControllerSide
 from .errors import TopicError
 from .exposer.bridge import quiet_hap_protocol_logging
 from .exposer.side import ExposerSide
+from .health import HEALTH_FILE, Health, HealthReporter
 from .mqtt import topics
 from .mqtt.link import IncomingMessage, MqttLink
 from .store import ensure_private_dir
@@ -76,9 +77,12 @@ class App:
             await self.exposer.start()
             await self.controller.start()
             link_task = asyncio.get_running_loop().create_task(self.link.run())
+            health = HealthReporter(self.config.data_dir / HEALTH_FILE, self._health)
+            health.start()
             try:
                 await stop.wait()
             finally:
+                await health.stop()
                 await self.controller.stop()  # publishes the mirrors' `offline` first
                 await self.link.close()
                 link_task.cancel()
@@ -100,6 +104,13 @@ class App:
             "mqtt_protocol": self.link.protocol,
             "rejected_topics": self.rejected_topics,
         }
+
+    def _health(self) -> Health:
+        exposer = self.exposer
+        return Health(
+            mqtt_connected=self.link.connected,
+            hap_listening=exposer is not None and exposer.hap_listening,
+        )
 
     def _on_message(self, message: IncomingMessage) -> None:
         try:

@@ -9,7 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
-from . import __version__
+from . import __version__, health
 from .app import App
 from .config import Config, load
 from .controller import commands as controller_commands
@@ -61,6 +61,16 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_healthcheck(args: argparse.Namespace) -> int:
+    """Exit 0 when healthy, 1 otherwise (what a container HEALTHCHECK expects; never 2)."""
+    try:
+        problems = health.check(load(args.config).data_dir / health.HEALTH_FILE)
+    except BridgeError as err:
+        problems = [str(err)]
+    print("; ".join(problems) or "healthy")
+    return 1 if problems else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mqtt-hk-bridge", description="Bridge an MQTT broker and Apple HomeKit."
@@ -80,6 +90,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="unlock pairing after 100 wrong setup codes (run on the bridge's machine)",
     )
     reset.set_defaults(func=_cmd_reset_pair_setup)
+    healthcheck = sub.add_parser(
+        "healthcheck",
+        help="exit 0 if the running bridge is connected to MQTT and its HAP server listens",
+    )
+    healthcheck.set_defaults(func=_cmd_healthcheck)
     controller_commands.add_subcommands(sub)
     for subparser in sub.choices.values():
         subparser.add_argument("-c", "--config", type=Path, default=argparse.SUPPRESS)

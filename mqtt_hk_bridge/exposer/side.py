@@ -135,6 +135,12 @@ class ExposerSide:
     def paired(self) -> bool:
         return bool(self.driver.state.paired)
 
+    @property
+    def hap_listening(self) -> bool:
+        """The HAP server accepts connections (what a container health check asks)."""
+        server = self.driver.http_server.server
+        return server is not None and bool(server.is_serving())
+
     def _show_setup_code(self) -> None:
         """Unpaired: the setup code, its X-HM:// URI and a QR code, on the terminal and as PNG.
 
