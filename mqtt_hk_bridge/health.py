@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .store import FILE_MODE
 from .tasks import TaskSet
 
 _LOGGER = logging.getLogger(__name__)
@@ -80,9 +81,11 @@ class HealthReporter:
 
 def _write(path: Path, health: Health) -> None:
     """Replace the file in one step, so a reader never sees half of it (no fsync: a report
-    lost in a crash is rewritten by the next start)."""
+    lost in a crash is rewritten by the next start). Private, like every file in data_dir."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps({**asdict(health), "updated": time.time()}), encoding="utf-8")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(json.dumps({**asdict(health), "updated": time.time()}))
     os.replace(tmp, path)
 
 
