@@ -111,13 +111,21 @@ class Podman:
         """
         checkout = hashlib.sha256(str(REPO_ROOT).encode()).hexdigest()[:12]
         image = f"localhost/mqtt-hk-bridge-test:{checkout}"
+        previous = self._image_id(image)
         self.run_podman(
             "build", "--format", "docker", "--network=host",
             "-v", "/etc/ssl/certs:/etc/ssl/certs:ro",
             "--build-arg", f"BASE={BASE_IMAGE}", "-t", image, str(REPO_ROOT),
             timeout=900,
         )  # fmt: skip
+        if previous and previous != self._image_id(image):
+            # The last session's image of this checkout, untagged now: do not let them pile up.
+            self.run_podman("rmi", previous, check=False)
         return image
+
+    def _image_id(self, image: str) -> str:
+        done = self.run_podman("image", "inspect", "--format", "{{.Id}}", image, check=False)
+        return done.stdout.strip() if done.returncode == 0 else ""
 
 
 _names = itertools.count()
