@@ -21,6 +21,7 @@ from .config import Config
 from .controller.side import ControllerSide
 from .exposer.hap_adapter import quiet_hap_protocol_logging
 from .exposer.side import ExposerSide
+from .health import HEALTH_FILE, Health, HealthReporter
 from .mqtt import topics
 from .mqtt.link import MqttLink
 from .routing import Router
@@ -76,9 +77,12 @@ class App:
             await self.exposer.start()
             await self.controller.start()
             link_task = asyncio.get_running_loop().create_task(self.link.run())
+            health = HealthReporter(self.config.data_dir / HEALTH_FILE, self._health)
+            health.start()
             try:
                 await stop.wait()
             finally:
+                await health.stop()
                 await self.controller.stop()  # publishes the mirrors' `offline` first
                 await self.link.close()
                 link_task.cancel()
@@ -100,3 +104,10 @@ class App:
             "mqtt_protocol": self.link.protocol,
             "rejected_topics": self.router.rejected_topics,
         }
+
+    def _health(self) -> Health:
+        exposer = self.exposer
+        return Health(
+            mqtt_connected=self.link.connected,
+            hap_listening=exposer is not None and exposer.hap.listening,
+        )

@@ -9,7 +9,7 @@ import signal
 import sys
 from pathlib import Path
 
-from . import __version__
+from . import __version__, health, mqtt_users
 from .app import App
 from .config import Config, load
 from .controller import commands as controller_commands
@@ -17,6 +17,7 @@ from .errors import BridgeError
 from .exposer.pair_setup import reset_pair_setup_attempts
 
 DEFAULT_CONFIG = Path("bridge.yaml")
+DEFAULT_PASSWORD_FILE = Path("deploy/mosquitto/passwd")
 
 
 def _setup_logging(level: str) -> None:
@@ -61,6 +62,27 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_healthcheck(args: argparse.Namespace) -> int:
+    """Exit 0 when healthy, 1 otherwise (what a container HEALTHCHECK expects; never 2)."""
+    try:
+        problems = health.check(load(args.config).data_dir / health.HEALTH_FILE)
+    except BridgeError as err:
+        problems = [str(err)]
+    print("; ".join(problems) or "healthy")
+    return 1 if problems else 0
+
+
+def _cmd_mqtt_user_add(args: argparse.Namespace) -> int:
+    login = mqtt_users.add_login(load(args.config), args.device_id, args.password_file)
+    print(login.password)
+    what = "New password for" if login.replaced else "Added"
+    print(
+        f"{what} {login.name!r} in {args.password_file}; reload Mosquitto (SIGHUP) to use it.",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mqtt-hk-bridge", description="Bridge an MQTT broker and Apple HomeKit."
@@ -80,6 +102,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="unlock pairing after 100 wrong setup codes (run on the bridge's machine)",
     )
     reset.set_defaults(func=_cmd_reset_pair_setup)
+    healthcheck = sub.add_parser(
+        "healthcheck",
+        help="exit 0 if the running bridge is connected to MQTT and its HAP server listens",
+    )
+    healthcheck.set_defaults(func=_cmd_healthcheck)
+    mqtt_user = sub.add_parser("mqtt-user", help="broker logins (deploy/mosquitto)")
+    mqtt_user_add = mqtt_user.add_subparsers(dest="mqtt_user_command", required=True).add_parser(
+        "add",
+        help="print a new password for a device's login and write it to the password file",
+    )
+    login = mqtt_user_add.add_mutually_exclusive_group(required=True)
+    login.add_argument("device_id", nargs="?", help="the device id, which is also its login")
+    login.add_argument(
+        "--bridge", action="store_true", help="the bridge's own login (all of HomeKit/#)"
+    )
+    mqtt_user_add.add_argument("--password-file", type=Path, default=DEFAULT_PASSWORD_FILE)
+    mqtt_user_add.add_argument("-c", "--config", type=Path, default=argparse.SUPPRESS)
+    mqtt_user_add.set_defaults(func=_cmd_mqtt_user_add)
     controller_commands.add_subcommands(sub)
     for subparser in sub.choices.values():
         subparser.add_argument("-c", "--config", type=Path, default=argparse.SUPPRESS)

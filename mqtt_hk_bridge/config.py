@@ -21,8 +21,12 @@ from .controller.settings import SCHEMA as CONTROLLER_SCHEMA
 from .controller.settings import ControllerSettings
 from .errors import ConfigError
 
-#: Environment variables that override a key, for secrets kept out of bridge.yaml.
-ENV_OVERRIDES: Mapping[str, tuple[str, str]] = {
+#: Environment variables that override a key: secrets kept out of bridge.yaml, and what a
+#: container sets (its state volume, the broker's address). A key path: section, key.
+ENV_OVERRIDES: Mapping[str, tuple[str, ...]] = {
+    "MQTT_HK_BRIDGE_DATA_DIR": ("data_dir",),
+    "MQTT_HK_BRIDGE_MQTT_HOST": ("mqtt", "host"),
+    "MQTT_HK_BRIDGE_MQTT_PORT": ("mqtt", "port"),
     "MQTT_HK_BRIDGE_MQTT_USERNAME": ("mqtt", "username"),
     "MQTT_HK_BRIDGE_MQTT_PASSWORD": ("mqtt", "password"),
     "MQTT_HK_BRIDGE_SETUP_CODE": ("homekit", "setup_code"),
@@ -218,12 +222,15 @@ def parse(
         for key, value in raw.items()
         if value is not None or key not in SECTIONS
     }
-    for variable, (section, key) in ENV_OVERRIDES.items():
+    for variable, (*sections, key) in ENV_OVERRIDES.items():
         value = (environ if environ is not None else os.environ).get(variable)
-        if value:
-            raw.setdefault(section, {})
-            if isinstance(raw[section], dict):
-                raw[section][key] = value
+        if not value:
+            continue
+        target: Any = raw
+        for section in sections:
+            target = target.setdefault(section, {}) if isinstance(target, dict) else None
+        if isinstance(target, dict):
+            target[key] = value
     try:
         data = SCHEMA(raw)
     except vol.MultipleInvalid as err:

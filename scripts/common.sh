@@ -20,6 +20,12 @@ ensure_debian_packages() {
   [ -n "$(mosquitto_binary)" ] || missing+=(mosquitto)
   command -v mosquitto_pub >/dev/null 2>&1 || missing+=(mosquitto-clients)
   [ "${WITH_NODE:-0}" = 1 ] && ! command -v npm >/dev/null 2>&1 && missing+=(nodejs npm)
+  if [ "${WITH_CONTAINERS:-0}" = 1 ]; then  # the image tests: docs/container.md
+    command -v podman >/dev/null 2>&1 || missing+=(podman)
+    [ -x /usr/sbin/runc ] || missing+=(runc)
+    command -v mmdebstrap >/dev/null 2>&1 || missing+=(mmdebstrap)
+    command -v newuidmap >/dev/null 2>&1 || missing+=(uidmap)
+  fi
   python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
   if [ ${#missing[@]} -gt 0 ]; then
     echo "Installing ${missing[*]} from Debian's packages"

@@ -96,6 +96,12 @@ class HapBridge:
         return bool(self.driver.state.paired)
 
     @property
+    def listening(self) -> bool:
+        """The HAP server accepts connections (what a container health check asks)."""
+        server = self.driver.http_server.server
+        return server is not None and server.is_serving()
+
+    @property
     def hap_device_id(self) -> str:
         return str(self.driver.state.mac)
 

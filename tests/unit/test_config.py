@@ -168,6 +168,21 @@ def test_environment_override_keeps_the_rest_of_the_section() -> None:
     assert (config.mqtt.host, config.mqtt.port, config.mqtt.password) == ("broker", 1884, "pw")
 
 
+def test_environment_sets_broker_address_and_state_dir_as_a_container_does(
+    tmp_path: Path,
+) -> None:
+    environ = {
+        "MQTT_HK_BRIDGE_MQTT_HOST": "127.0.0.1",
+        "MQTT_HK_BRIDGE_MQTT_PORT": "1884",
+        "MQTT_HK_BRIDGE_DATA_DIR": "/data",
+    }
+    config = load(write(tmp_path, "data_dir: ./state\nmqtt: {host: broker}\n"), environ=environ)
+    assert (config.mqtt.host, config.mqtt.port) == ("127.0.0.1", 1884)
+    assert config.data_dir == Path("/data")
+    with pytest.raises(ConfigError, match=r"mqtt\.port"):
+        parse({}, environ={"MQTT_HK_BRIDGE_MQTT_PORT": "not-a-port"})
+
+
 def test_empty_environment_variable_is_ignored() -> None:
     config = parse(
         {"mqtt": {"password": "file-pass"}}, environ={"MQTT_HK_BRIDGE_MQTT_PASSWORD": ""}
