@@ -12,8 +12,8 @@ from pyhap.iid_manager import IIDManager
 from pyhap.service import Service
 
 from ..const import INFO_SERVICE
-from ..homekit.catalog import Catalog
-from ..mqtt.payloads import HapValue
+from ..homekit.catalog import Catalog, CharInfo
+from ..mqtt.payloads import HapValue, coerce
 from ..mqtt.topics import CharKey, ServiceKey
 from .hap_adapter import BridgeDriver
 from .ids import IdStore
@@ -122,15 +122,33 @@ def build_accessory(
             char_key = CharKey(key, name_of(char))
             accessory.characteristics[char_key] = char
             if char_key.characteristic in values:
-                char.set_value(values[char_key.characteristic], should_notify=False)
+                show_value(char, values[char_key.characteristic])
             if "pw" in char.properties["Permissions"]:
-                char.setter_callback = _writer(on_write, device.device_id, char_key)
+                info = catalog.characteristics[char_key.characteristic]
+                char.setter_callback = _writer(on_write, device.device_id, char_key, char, info)
     return accessory
 
 
-def _writer(on_write: WriteHandler, device_id: str, key: CharKey) -> Callable[[HapValue], None]:
+def show_value(char: Characteristic, value: HapValue) -> None:
+    """Give HAP-python a value our payload codec has already checked and rounded.
+
+    Its set_value rounds a float to minStep again with other arithmetic (38.4 becomes
+    38.40000000000001), and an event (our value) and a read (its value) would disagree.
+    """
+    if isinstance(value, float):
+        char.value = value
+    else:
+        char.set_value(value, should_notify=False)
+
+
+def _writer(
+    on_write: WriteHandler, device_id: str, key: CharKey, char: Characteristic, info: CharInfo
+) -> Callable[[HapValue], None]:
     def setter(value: HapValue) -> None:
-        on_write(device_id, key, value)
+        # The driver checked the value with this same codec before HAP-python took it.
+        ours = coerce(value, info)
+        show_value(char, ours)
+        on_write(device_id, key, ours)
 
     return setter
 

@@ -19,7 +19,7 @@ from ..config import HomeKitConfig
 from ..homekit.catalog import Catalog
 from ..mqtt.payloads import HapValue
 from ..mqtt.topics import CharKey
-from .bridge import MqttAccessory, MqttBridge, WriteHandler, build_accessory
+from .bridge import MqttAccessory, MqttBridge, WriteHandler, build_accessory, show_value
 from .hap_adapter import BridgeDriver
 from .ids import IdStore
 from .notify import EventPacer, Pace
@@ -187,14 +187,14 @@ class HapBridge:
         if char.value == value and pace is not Pace.IMMEDIATE:
             return
         # HAP-python keeps a button event's value null; the event itself carries it.
-        char.set_value(value, should_notify=False)
+        show_value(char, value)
         self._pacer.changed((device_id, key), value, pace)
 
     def restore_value(self, device_id: str, key: CharKey, value: HapValue) -> None:
         """Undo a Home-app write that never reached the device (HAP-python took it already)."""
         char = self._characteristic(device_id, key)
         if char is not None:
-            char.set_value(value, should_notify=False)
+            show_value(char, value)
 
     def supersede(self, device_id: str, key: CharKey) -> None:
         """A Home-app write is newer than any device value still held back for the key."""

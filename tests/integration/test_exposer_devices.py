@@ -100,6 +100,22 @@ async def test_new_values_arrive_as_hap_events(
     assert event.value == 21.5
 
 
+async def test_an_event_and_a_read_give_the_same_value(
+    bridge: BridgeProcess, home: HapClient, probe: MqttProbe
+) -> None:
+    topic = f"HomeKit/{ESP}/TemperatureSensor/CurrentTemperature"
+    await probe.publish(topic, "20")
+    accessories = await accessories_with(home, ESP)
+    aid = aid_of(accessories, ESP)
+    iid = char_of(accessories, aid, TEMPERATURE_SENSOR, CURRENT_TEMPERATURE)["iid"]
+    await home.subscribe([(aid, iid)])
+    # HAP-python's own minStep arithmetic turns 38.4 into 38.40000000000001.
+    await probe.publish(topic, "38.4")
+    event = await home.wait_event(aid, iid, 38.4, timeout=5)
+    assert event.value == 38.4
+    assert await home.read(aid, iid) == 38.4
+
+
 async def test_second_service_of_a_type_takes_an_index_level(
     bridge: BridgeProcess, home: HapClient, probe: MqttProbe
 ) -> None:
