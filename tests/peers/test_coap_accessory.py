@@ -312,9 +312,16 @@ async def test_pairings_list_and_remove(controller: Controller, accessory: CoapA
     assert listed["controllerType"] == "admin"
     assert accessory.controllers == [listed["pairingId"]]
 
+    keys = dict(pairing.pairing_data)
     await controller.remove_pairing("thread-bulb")
     assert not accessory.paired
     assert accessory.session_count == 0
+
+    # The removed controller's keys no longer pass pair-verify (M3 is refused).
+    removed = controller.load_pairing("removed", keys)
+    with pytest.raises(AccessoryDisconnectedError):
+        await read(removed, ON)
+    assert accessory.sessions_established == 1
 
 
 # --- what a real accessory refuses ----------------------------------------------------------
