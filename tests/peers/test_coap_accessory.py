@@ -30,6 +30,7 @@ from aiohomekit.exceptions import (
     AccessoryDisconnectedError,
     AuthenticationError,
     EncryptionError,
+    UnavailableError,
 )
 from aiohomekit.model import Categories
 from aiohomekit.model.status_flags import StatusFlags
@@ -200,6 +201,10 @@ async def test_wrong_setup_code_is_refused_at_m4(
     assert isinstance(await finish(accessory.setup_code), CoAPPairing)
     assert accessory.paired
     assert accessory.failed_setup_attempts == 1
+
+    # Paired: pair-setup is unavailable until the pairing is removed.
+    with pytest.raises(UnavailableError):
+        await discovery.async_start_pairing("someone-else")
 
 
 # --- a paired session -----------------------------------------------------------------------

@@ -61,14 +61,15 @@ class ValueFormat(enum.Enum):
 
     @property
     def is_numeric(self) -> bool:
-        return self not in (ValueFormat.BOOL, ValueFormat.STRING, ValueFormat.DATA, self.TLV8)
+        return bool(self.packing) and self is not ValueFormat.BOOL
 
     def pack(self, value: Value) -> bytes:
         if self is ValueFormat.STRING:
             return str(value).encode()
         if self in (ValueFormat.DATA, ValueFormat.TLV8):
             return bytes(value) if isinstance(value, bytes) else b""
-        return struct.pack(self.packing, value)
+        assert not isinstance(value, (str, bytes))
+        return struct.pack(self.packing, float(value) if self is ValueFormat.FLOAT else int(value))
 
     def unpack(self, raw: bytes) -> Value:
         """Raises ValueError when the bytes are not a value of this format."""
@@ -166,20 +167,32 @@ class Characteristic:
 
     def check(self, value: Value) -> Value:
         """The value as stored after a write; ValueError when the accessory refuses it."""
-        if isinstance(value, float) and not math.isfinite(value):
+        fmt = self.format
+        if fmt is ValueFormat.BOOL:
+            if value not in (True, False):
+                raise ValueError(f"{value!r} is not a bool")
+            return bool(value)
+        if fmt is ValueFormat.STRING or fmt in (ValueFormat.DATA, ValueFormat.TLV8):
+            if not isinstance(value, str if fmt is ValueFormat.STRING else bytes):
+                raise ValueError(f"{value!r} is not {fmt.hap_name}")
+            return value
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{value!r} is not a number")
+        if not math.isfinite(value):
             raise ValueError("not a finite number")
-        if self.format.is_numeric:
-            assert isinstance(value, (int, float))
-            if self.min_value is not None and value < self.min_value:
-                raise ValueError(f"{value} < minValue {self.min_value}")
-            if self.max_value is not None and value > self.max_value:
-                raise ValueError(f"{value} > maxValue {self.max_value}")
-            if self.valid_values is not None and value not in self.valid_values:
-                raise ValueError(f"{value} not in valid-values {self.valid_values}")
-            if self.format is ValueFormat.FLOAT:
-                # Stored as what a float32 can hold, as a device would.
-                (value,) = struct.unpack("<f", struct.pack("<f", value))
-        return value
+        if fmt is not ValueFormat.FLOAT and value != int(value):
+            raise ValueError(f"{value} is not an integer")
+        if self.min_value is not None and value < self.min_value:
+            raise ValueError(f"{value} < minValue {self.min_value}")
+        if self.max_value is not None and value > self.max_value:
+            raise ValueError(f"{value} > maxValue {self.max_value}")
+        if self.valid_values is not None and value not in self.valid_values:
+            raise ValueError(f"{value} not in valid-values {self.valid_values}")
+        try:
+            # Stored as the wire format holds it (a float32, an int32...), as a device would.
+            return fmt.unpack(fmt.pack(value))
+        except struct.error as err:
+            raise ValueError(f"{value} does not fit a {fmt.hap_name}") from err
 
     def metadata(self) -> list[tuple[int, bytes]]:
         """Properties and presentation: what a database entry and a signature read share."""
