@@ -78,10 +78,9 @@ class CoapAccessory:
         )
         self._endpoint = CoapEndpoint(host, self._port, self._server.site())
         self._left_behind: list[CoapEndpoint] = []
-        self._own_zeroconf = zeroconf is None
-        self._zeroconf = zeroconf or AsyncZeroconf(interfaces=["127.0.0.1"])
-        self._announcer = HapUdpAnnouncer(self._zeroconf, self.name)
-        self._started = False
+        self._given_zeroconf = zeroconf
+        self._own_zeroconf: AsyncZeroconf | None = None  # made by start() when none is given
+        self._announcer: HapUdpAnnouncer | None = None  # while started
 
     @classmethod
     def from_recording(cls, path: Path, **options: Any) -> CoapAccessory:
@@ -162,19 +161,25 @@ class CoapAccessory:
     # --- life cycle -----------------------------------------------------------------------
 
     async def start(self) -> None:
+        zeroconf = self._given_zeroconf
+        if zeroconf is None:
+            zeroconf = self._own_zeroconf = AsyncZeroconf(interfaces=["127.0.0.1"])
         await self._endpoint.serve()
-        await self._announcer.register(self._host, self._port, self.txt())
-        self._started = True
+        announcer = HapUdpAnnouncer(zeroconf, self.name)
+        await announcer.register(self._host, self._port, self.txt())
+        self._announcer = announcer
         _LOGGER.info("CoAP accessory %s on [%s]:%d", self.device_id, self._host, self._port)
 
     async def stop(self) -> None:
-        self._started = False
-        await self._announcer.close()
+        announcer, self._announcer = self._announcer, None
+        if announcer is not None:
+            await announcer.close()
         await self._server.close()
         for endpoint in [self._endpoint, *self._left_behind]:
             await endpoint.close()
-        if self._own_zeroconf:
-            await self._zeroconf.async_close()
+        if self._own_zeroconf is not None:
+            await self._own_zeroconf.async_close()
+            self._own_zeroconf = None
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -218,15 +223,20 @@ class CoapAccessory:
         await old.silence()
         self._left_behind.append(old)
         self._host, self._port = host, port
-        await self._announcer.update(host, port, self.txt())
+        await self._running_announcer().update(host, port, self.txt())
         _LOGGER.info("CoAP accessory %s moved to [%s]:%d", self.device_id, host, port)
 
     async def bump_config(self) -> None:
         """The database changed (firmware update): c# goes up and is re-announced."""
         self.database.config_number += 1
-        await self._announcer.update(self._host, self._port, self.txt())
+        await self._running_announcer().update(self._host, self._port, self.txt())
+
+    def _running_announcer(self) -> HapUdpAnnouncer:
+        if self._announcer is None:
+            raise RuntimeError("the accessory is not started")
+        return self._announcer
 
     def _pairing_changed(self) -> None:
         # sf follows the pairing state (this runs inside a CoAP request: not awaited).
-        if self._started:
+        if self._announcer is not None:
             self._announcer.update_soon(self._host, self._port, self.txt())

@@ -329,6 +329,17 @@ async def test_pairings_list_and_remove(controller: Controller, accessory: CoapA
     assert accessory.sessions_established == 1
 
 
+async def test_config_number_bump_makes_aiohomekit_read_the_database_again(
+    controller: Controller, accessory: CoapAccessory
+) -> None:
+    pairing = await pair(controller, accessory)
+    config_numbers: list[int] = []
+    pairing.dispatcher_connect_config_changed(config_numbers.append)
+    await accessory.bump_config()
+    await wait_for(lambda: config_numbers == [2], message="c# 2 noticed and read")
+    assert pairing.config_num == 2
+
+
 # --- what a real accessory refuses ----------------------------------------------------------
 
 

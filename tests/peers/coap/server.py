@@ -216,6 +216,7 @@ class AccessoryServer:
         self.processor = HapProcessor(database, PairingsRequests(self.store), self._identified)
         self._context = context
         self._connections: dict[Any, ControllerConnection] = {}
+        self._senders: set[asyncio.Task[None]] = set()  # running or being cancelled
         self.identify_count = 0
         self.sessions_established = 0
         self.refusals: list[str] = []  # why each sealed request was refused, in order
@@ -255,6 +256,8 @@ class AccessoryServer:
                 self._close(old)
             connection = ControllerConnection(SecureSession(verified), request.remote)
             connection.sender = asyncio.create_task(self._send_events(connection))
+            self._senders.add(connection.sender)
+            connection.sender.add_done_callback(self._senders.discard)
             self._connections[request.remote] = connection
             self.sessions_established += 1
         return Message(code=Code.CHANGED, payload=reply)
@@ -299,9 +302,8 @@ class AccessoryServer:
             connection.sender.cancel()
 
     async def close(self) -> None:
-        senders = [c.sender for c in self._connections.values() if c.sender is not None]
         self.forget_sessions()
-        await asyncio.gather(*senders, return_exceptions=True)
+        await asyncio.gather(*self._senders, return_exceptions=True)
 
     # --- events ---------------------------------------------------------------------------
 
