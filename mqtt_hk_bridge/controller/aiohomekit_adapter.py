@@ -12,6 +12,8 @@ docs/libraries.md says what to check when aiohomekit changes.
 
 from __future__ import annotations
 
+import os
+
 from aiohomekit.controller import Controller
 from aiohomekit.controller.abstract import AbstractPairing
 from aiohomekit.exceptions import TransportNotSupportedError
@@ -38,6 +40,10 @@ async def start_controller(
     Its Controller refuses a zeroconf nobody browses both HAP types on; browsers are added
     for the types nobody browses yet (returned, to cancel at stop).
     """
+    # Each CoAP session of aiohomekit is an aiocoap *server* context (events come to it),
+    # which by default also listens for CoAP over TCP on [::]:5683, every interface. A
+    # controller needs UDP only; aiocoap reads this at every context it creates.
+    os.environ.setdefault("AIOCOAP_SERVER_TRANSPORT", "udp6")
     missing = []
     for hap_type in (HAP_TYPE_TCP, HAP_TYPE_UDP):
         try:

@@ -147,6 +147,10 @@ class PairingSession:
             except LINK_ERRORS as err:
                 _LOGGER.info("%s: connection failed: %s", self.alias, err or type(err).__name__)
                 self._set_available(False)  # a request went unanswered
+            except Exception:
+                # A library fault must not leave the accessory without a supervisor for good.
+                _LOGGER.exception("%s: unexpected error; reconnecting", self.alias)
+                self._set_available(False)
             await self._drop()
             if time.monotonic() - up_since < STABLE_AFTER:
                 # Up and down again at once (a reset after pair-verify): no storm.
@@ -186,8 +190,12 @@ class PairingSession:
                 return
 
     async def _drop(self) -> None:
-        with contextlib.suppress(*LINK_ERRORS):
+        try:
             await self.link.drop()
+        except LINK_ERRORS:
+            pass
+        except Exception:
+            _LOGGER.exception("%s: closing the connection failed", self.alias)
 
     async def _on_connected(self) -> None:
         description = self.pairing.description

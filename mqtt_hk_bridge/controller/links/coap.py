@@ -54,7 +54,10 @@ class CoapLink:
         return None
 
     async def drop(self) -> None:
-        await self._pairing.connection.reconnect_soon()  # ends the session; no reconnect
+        # Ends the session, and reconnects nothing. 4.0.1's reconnect_soon fails on a session
+        # that already ended itself (a failed decryption leaves it half torn down).
+        if self.connected:
+            await self._pairing.connection.reconnect_soon()
         self.changed.set()
 
     def endpoint(self) -> tuple[list[str], int] | None:
