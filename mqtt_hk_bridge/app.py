@@ -25,7 +25,7 @@ from .health import HEALTH_FILE, Health, HealthReporter
 from .mqtt import topics
 from .mqtt.link import MqttLink
 from .routing import Router
-from .store import ensure_private_dir
+from .store import ensure_private_dir, take_restorations
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -74,6 +74,7 @@ class App:
             self.api.set_info(self._info)
             self.link.add_connect_hook(self.api.republish)
             self.link.add_connect_hook(self.controller.republish)
+            self.link.add_connect_hook(self._report_restored_state)
             await self.exposer.start()
             await self.controller.start()
             link_task = asyncio.get_running_loop().create_task(self.link.run())
@@ -91,6 +92,11 @@ class App:
                 await self.exposer.stop()
         finally:
             await zeroconf.async_close()
+
+    async def _report_restored_state(self) -> None:
+        """State files that start-up (or later) had to take from their .bak, once each."""
+        for message in take_restorations():
+            self.api.event("state_file_restored", message)
 
     def _info(self) -> dict[str, Any]:
         exposer = self.exposer

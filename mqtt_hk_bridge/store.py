@@ -10,6 +10,7 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +29,15 @@ def ensure_private_dir(path: Path) -> None:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Replace `path` with `text` so that a crash leaves the old or the new file, never half.
+    """Replace `path` with `text` so that a crash leaves the old or the new file, never half,
+    and never neither.
 
-    The previous version is kept as `<name>.bak`; a failed write (disk full) leaves the
-    old file as it was and removes the temp file.
+    The previous version is kept as `<name>.bak`: a second name for the current file (a copy
+    where the file system has no hard links), made before the new file replaces it in one
+    rename. A failed write (disk full) leaves the old file as it was and removes the temp.
     """
     tmp = path.with_name(f".{path.name}.tmp")
+    bak_tmp = path.with_name(f".{path.name}.bak.tmp")
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -41,17 +45,39 @@ def write_atomic(path: Path, text: str) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         if path.exists():
-            os.replace(path, backup_path(path))
+            _second_name(path, bak_tmp)
+            os.replace(bak_tmp, backup_path(path))
         os.replace(tmp, path)
     except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+        for leftover in (tmp, bak_tmp):
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
         raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def _second_name(path: Path, target: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        target.unlink()  # left by a crash
+    try:
+        os.link(path, target)
+    except OSError:
+        shutil.copy2(path, target)
+
+
+#: What loads fell back to a .bak since the process started (for a `bridge/event`).
+_RESTORED: list[str] = []
+
+
+def take_restorations() -> list[str]:
+    """The state files restored from their .bak since the last call, as messages."""
+    taken = list(_RESTORED)
+    _RESTORED.clear()
+    return taken
 
 
 def backup_path(path: Path) -> Path:
@@ -83,8 +109,11 @@ class JsonStore:
             except (ValueError, TypeError, KeyError) as err:
                 errors.append(f"{candidate}: {err}")
                 continue
-            if errors:
-                _LOGGER.warning("State file %s is corrupt; restored from %s", self.path, candidate)
+            if candidate != self.path:
+                why = "is corrupt" if errors else "is missing (a crash while saving?)"
+                message = f"state file {self.path} {why}; restored from {candidate}"
+                _LOGGER.warning("%s", message[0].upper() + message[1:])
+                _RESTORED.append(message)
             return data
         if errors:
             raise StateFileError(

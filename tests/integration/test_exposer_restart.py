@@ -162,3 +162,11 @@ async def test_corrupt_primary_recovers_from_backup(make_bridge, probe: MqttProb
         assert aid_of(accessories, "esp") >= 2
     finally:
         await home.close()
+    # Said in the log and, once connected, on bridge/event.
+    assert f"State file {state} is corrupt; restored from {backup}" in bridge.logs()
+    event = await probe.wait_message(
+        "HomeKit/bridge/event", lambda m: b"state_file_restored" in m.payload, timeout=10
+    )
+    assert json.loads(event.payload)["message"] == (
+        f"state file {state} is corrupt; restored from {backup}"
+    )

@@ -17,7 +17,13 @@ import pytest
 
 from mqtt_hk_bridge import store
 from mqtt_hk_bridge.errors import StateFileError
-from mqtt_hk_bridge.store import JsonStore, backup_path, ensure_private_dir, write_atomic
+from mqtt_hk_bridge.store import (
+    JsonStore,
+    backup_path,
+    ensure_private_dir,
+    take_restorations,
+    write_atomic,
+)
 
 
 def mode(path: Path) -> int:
@@ -264,12 +270,48 @@ def test_unreadable_primary_falls_back_to_bak(tmp_path: Path) -> None:
     assert JsonStore(path).load() == {"id": "good"}
 
 
-def test_missing_primary_with_bak_loads_the_bak(tmp_path: Path) -> None:
-    # A crash between "primary -> .bak" and "temp -> primary".
+def test_missing_primary_with_bak_loads_the_bak_and_says_so(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     path = tmp_path / "s.json"
     JsonStore(path).save({"id": "good"})
     path.rename(backup_path(path))
-    assert JsonStore(path).load() == {"id": "good"}
+    take_restorations()
+    with caplog.at_level(logging.WARNING):
+        assert JsonStore(path).load() == {"id": "good"}
+    assert f"{path} is missing" in caplog.text
+    assert take_restorations() == [
+        f"state file {path} is missing (a crash while saving?); restored from {path}.bak"
+    ]
+
+
+def test_a_kill_at_any_step_of_a_save_leaves_the_current_file(tmp_path: Path) -> None:
+    """The process dies right after each rename of a save in turn: the file is always there,
+    old or new, and loads without falling back to the .bak."""
+    path, before, _ = _seed(tmp_path)
+    for step in (1, 2):
+        script = (
+            "import os, sys\n"
+            "from pathlib import Path\n"
+            "from mqtt_hk_bridge import store\n"
+            "real, done = os.replace, [0]\n"
+            "def replace(src, dst):\n"
+            "    real(src, dst)\n"
+            "    done[0] += 1\n"
+            f"    if done[0] == {step}:\n"
+            "        os._exit(9)\n"
+            "store.os.replace = replace\n"
+            "store.JsonStore(Path(sys.argv[1])).save({'id': 'new'})\n"
+        )
+        result = subprocess.run([sys.executable, "-c", script, str(path)], timeout=30)
+        assert result.returncode == 9
+        take_restorations()
+        loaded = JsonStore(path).load()
+        assert loaded == ({"id": "old"} if step == 1 else {"id": "new"})
+        assert take_restorations() == []  # the current file itself, never the .bak
+        if step == 1:
+            assert path.read_bytes() == before
+        JsonStore(path).save({"id": "old"})
 
 
 @pytest.mark.parametrize("content", CORRUPT.values(), ids=CORRUPT.keys())
