@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from . import const
+from .display import clipped, quoted
 from .errors import BridgeError, NotConnectedError, PayloadError
 from .mqtt.link import MqttLink
 from .mqtt.payloads import payload_text
@@ -108,15 +109,15 @@ class BridgeApi:
             handler = self._handlers.get(action)
             if handler is None:
                 known = ", ".join(sorted(self._handlers))
-                raise BridgeError(f"unknown request {action!r} (known: {known})")
+                raise BridgeError(f"unknown request {quoted(action)} (known: {known})")
             response = {"status": "ok", "data": await handler(body)}
         except (BridgeError, ValueError) as err:
             response = {"status": "error", "error": str(err)}
         except Exception as err:
-            _LOGGER.exception("Request %s failed", action)
+            _LOGGER.exception("Request %s failed", clipped(action))
             response = {"status": "error", "error": f"internal error: {err}"}
         if "transaction" in body:
             response["transaction"] = body["transaction"]
         if response["status"] == "error":
-            _LOGGER.warning("Request %s refused: %s", action, response["error"])
+            _LOGGER.warning("Request %s refused: %s", clipped(action), response["error"])
         self._publish(bridge_topic(self._base, const.BRIDGE_RESPONSE, action), json.dumps(response))

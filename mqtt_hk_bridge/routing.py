@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from . import const
 from .api import BridgeApi
+from .display import clipped
 from .errors import TopicError
 from .mqtt import topics
 from .mqtt.link import IncomingMessage
@@ -102,5 +103,5 @@ class Router:
         while len(self._reject_reported) > REJECT_MEMORY:
             self._reject_reported.popitem(last=False)
         if self._api is not None:
-            self._api.event("invalid_topic", str(err), topic=topic[:512])
+            self._api.event("invalid_topic", str(err), topic=clipped(topic))
             self._api.publish_info()  # its count of refused topics

@@ -10,6 +10,7 @@ import contextlib
 from .. import const
 from ..api import BridgeApi
 from ..config import COMMAND_TOPIC_SAME, Config
+from ..display import clipped, quoted
 from ..errors import BridgeError, CatalogError, NotConnectedError, PayloadError
 from ..homekit.catalog import Catalog
 from ..mqtt.link import IncomingMessage, MqttLink
@@ -67,8 +68,8 @@ class HomeKitTopicsSource:
         except (CatalogError, PayloadError, BridgeError) as err:
             self._api.event(
                 "invalid_message",
-                f"{message.topic}: {err}",
-                topic=message.topic[:512],
+                f"{clipped(message.topic)}: {err}",
+                topic=clipped(message.topic),
                 device=device_id,
             )
             return
@@ -85,15 +86,19 @@ class HomeKitTopicsSource:
         try:
             word = payload_text(message.payload).lower()
         except PayloadError as err:
-            self._api.event("invalid_message", f"{message.topic}: {err}", topic=message.topic)
+            self._api.event(
+                "invalid_message",
+                f"{clipped(message.topic)}: {err}",
+                topic=clipped(message.topic),
+            )
             return
         if word not in (const.ONLINE, const.OFFLINE):
             if word:
                 self._api.event(
                     "invalid_message",
-                    f"{message.topic}: expected {const.ONLINE} or {const.OFFLINE}, "
-                    f"got {word[:40]!r}",
-                    topic=message.topic,
+                    f"{clipped(message.topic)}: expected {const.ONLINE} or {const.OFFLINE}, "
+                    f"got {quoted(word)}",
+                    topic=clipped(message.topic),
                 )
             return
         self._devices.set_online(parsed.device_id, word == const.ONLINE)
@@ -105,9 +110,9 @@ class HomeKitTopicsSource:
             return
         self._api.event(
             "retained_command_cleared",
-            f"{message.topic} was retained; a command must not act again on every restart, "
-            "so the bridge cleared it",
-            topic=message.topic,
+            f"{clipped(message.topic)} was retained; a command must not act again on every "
+            "restart, so the bridge cleared it",
+            topic=clipped(message.topic),
         )
         with contextlib.suppress(NotConnectedError):
             self._link.publish(message.topic, b"", retain=True)

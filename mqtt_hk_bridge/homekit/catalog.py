@@ -14,6 +14,7 @@ from typing import Any
 
 from pyhap.loader import get_loader
 
+from ..display import quoted
 from ..errors import CatalogError
 
 NUMERIC_FORMATS = frozenset({"int", "float", "uint8", "uint16", "uint32", "uint64"})
@@ -30,8 +31,6 @@ FORMAT_RANGES: Mapping[str, tuple[int, int]] = {
 DEFAULT_MAX_LEN = 64
 #: Apple's base UUID: `0000XXXX-0000-1000-8000-0026BB765291` is shortened to `XXXX`.
 APPLE_UUID_SUFFIX = "-0000-1000-8000-0026BB765291"
-#: Longest name quoted whole in an error; HAP names are under 40 characters.
-MAX_SHOWN_NAME = 64
 
 
 @dataclass(frozen=True)
@@ -95,11 +94,6 @@ def _char_info(name: str, raw: Mapping[str, Any]) -> CharInfo:
     )
 
 
-def _shown(name: str) -> str:
-    """`name` for an error message: a 60 kB topic level must not make a 60 kB log line."""
-    return repr(name) if len(name) <= MAX_SHOWN_NAME else f"{name[:MAX_SHOWN_NAME]!r}..."
-
-
 def _lookup(table: Mapping[str, Any], folded: Mapping[str, str], name: str) -> Any | None:
     found = table.get(name)
     if found is None and name.isascii():
@@ -135,14 +129,14 @@ class Catalog:
     def service(self, name: str) -> ServiceInfo:
         found: ServiceInfo | None = _lookup(self.services, self._folded_services, name)
         if found is None:
-            raise CatalogError(f"unknown HomeKit service {_shown(name)}")
+            raise CatalogError(f"unknown HomeKit service {quoted(name)}")
         return found
 
     def characteristic(self, service: ServiceInfo, name: str) -> CharInfo:
         """The characteristic `name` of `service`; it must be one the service may carry."""
         found: CharInfo | None = _lookup(self.characteristics, self._folded_chars, name)
         if found is None:
-            raise CatalogError(f"unknown HomeKit characteristic {_shown(name)}")
+            raise CatalogError(f"unknown HomeKit characteristic {quoted(name)}")
         if not service.allows(found.name):
             allowed = ", ".join(service.required + service.optional)
             raise CatalogError(

@@ -16,6 +16,7 @@ from decimal import Decimal
 from typing import Any
 
 from .. import const
+from ..display import quoted
 from ..errors import PayloadError
 from ..homekit.catalog import FORMAT_RANGES, INTEGER_FORMATS, NUMERIC_FORMATS, CharInfo
 
@@ -83,7 +84,7 @@ def _to_bool(raw: Any) -> bool:
         return True
     if word in FALSE_WORDS:
         return False
-    raise PayloadError(f"{raw!r} is not a boolean (use 1/0, true/false or on/off)")
+    raise PayloadError(f"{quoted(str(raw))} is not a boolean (use 1/0, true/false or on/off)")
 
 
 def _to_number(raw: Any, info: CharInfo) -> int | float:
@@ -94,11 +95,11 @@ def _to_number(raw: Any, info: CharInfo) -> int | float:
         # OverflowError out of math.isfinite.
         number: float = float(raw)
     except (ValueError, TypeError) as err:
-        raise PayloadError(f"{str(raw)[:40]!r} is not a number") from err
+        raise PayloadError(f"{quoted(str(raw))} is not a number") from err
     except OverflowError as err:
         raise PayloadError(f"{info.name} must be a finite number") from err
     if not math.isfinite(number):
-        raise PayloadError(f"{info.name} must be a finite number, not {raw!r}")
+        raise PayloadError(f"{info.name} must be a finite number, not {quoted(str(raw))}")
     if info.valid_values is not None:
         if number != int(number) or int(number) not in info.valid_values:
             raise PayloadError(

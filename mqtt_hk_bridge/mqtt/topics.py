@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from .. import const
+from ..display import quoted as _shown
 from ..errors import TopicError
 
 
@@ -73,14 +74,6 @@ class BridgeTopic:
 
 
 ParsedTopic = StateTopic | CommandTopic | AvailabilityTopic | BridgeTopic
-
-
-#: Longest part of a topic quoted in an error: a 64 kB topic must not make a 64 kB log line.
-MAX_SHOWN_TOPIC = 120
-
-
-def _shown(topic: str) -> str:
-    return repr(topic) if len(topic) <= MAX_SHOWN_TOPIC else f"{topic[:MAX_SHOWN_TOPIC]!r}..."
 
 
 def _check_level(level: str, what: str, topic: str) -> None:

@@ -133,6 +133,29 @@ async def test_bad_input_is_reported_and_the_last_good_value_stays(
     )
 
 
+async def test_no_log_line_or_event_quotes_more_than_a_screenful_of_user_input(
+    bridge: BridgeProcess, probe: MqttProbe
+) -> None:
+    long_level = "T" * 3_000
+    await probe.publish(f"HomeKit/esp/TemperatureSensor/{long_level}", "30")
+    await probe.publish("HomeKit/esp/TemperatureSensor/CurrentTemperature", "9" * 4_000)
+    await probe.publish(f"HomeKit/esp/{long_level}/1/2/3", "1")  # not the grammar
+    await probe.publish("HomeKit/esp/availability", "o" * 4_000)
+    await probe.publish("HomeKit/bridge/request/" + "a" * 3_000, "{}")
+    await wait_for(
+        lambda: len(probe.messages_on("HomeKit/bridge/event")) >= 4
+        and probe.messages_on("HomeKit/bridge/response/#"),
+        timeout=5,
+        message="four events and a response",
+    )
+    messages = probe.messages_on("HomeKit/bridge/event") + probe.messages_on(
+        "HomeKit/bridge/response/#"
+    )
+    # A response's topic names the request as it was asked; its payload does not repeat it.
+    assert max(len(m.payload) for m in messages) < 700, [m.payload[:200] for m in messages]
+    assert max(len(line) for line in bridge.logs().splitlines()) < 700
+
+
 async def test_empty_retained_payload_clears_and_never_reads_as_zero(
     bridge: BridgeProcess, home: HapClient, probe: MqttProbe
 ) -> None:
