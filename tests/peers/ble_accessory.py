@@ -209,6 +209,8 @@ class HapBleConnection:
         return self._assemblers.setdefault(handle, RequestAssembler())
 
     def queue(self, handle: int, response: Response) -> None:
+        """Hold a response for the controller's reads; a pair-verify that just succeeded
+        turns the session on only now, after its own response was queued in the clear."""
         overhead = ATT_HEADER + (TAG_LENGTH if self.session else 0)
         fragments = response.fragments(self.link.mtu - overhead)
         sealed = self.session is not None

@@ -152,10 +152,6 @@ class HapService:
     handle: int = 0
     instance_id_handle: int = 0
 
-    @property
-    def has_signature(self) -> bool:
-        return any(c.uuid == SERVICE_SIGNATURE for c in self.characteristics)
-
     def signature(self) -> bytes:
         linked = b"".join(struct.pack("<H", service.iid) for service in self.linked)
         return tlv_encode(

@@ -81,7 +81,8 @@ async def pair(controller: BleController, accessory: HapBleAccessory) -> BlePair
     await pairing.list_accessories_and_characteristics()
     pairing_data = dict(pairing.pairing_data)
     await pairing.close()
-    loaded: BlePairing = controller.load_pairing(pairing_data["AccessoryPairingID"], pairing_data)
+    loaded = controller.load_pairing(pairing_data["AccessoryPairingID"], pairing_data)
+    assert loaded is not None
     await loaded.async_populate_accessories_state(force_update=True)
     return loaded
 
@@ -208,6 +209,18 @@ async def test_a_paired_accessory_refuses_another_pair_setup(
     assert list(accessory.identity.pairings) == [
         controller.pairings[hkid(accessory)].pairing_data["iOSPairingId"]
     ]
+
+
+async def test_identify_unpaired_in_the_clear_and_paired_in_the_session(
+    accessory: HapBleAccessory, controller: BleController
+) -> None:
+    discovery = await discover(controller, accessory)
+    await discovery.async_identify()
+    assert accessory.stats.identifies == 1
+
+    pairing = await pair(controller, accessory)
+    await pairing.identify()
+    assert accessory.stats.identifies == 2
 
 
 async def test_reads_and_writes(accessory: HapBleAccessory, controller: BleController) -> None:

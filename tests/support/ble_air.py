@@ -50,7 +50,6 @@ class AttError(AirError):
 ATT_INVALID_HANDLE = 0x01
 ATT_READ_NOT_PERMITTED = 0x02
 ATT_WRITE_NOT_PERMITTED = 0x03
-ATT_UNLIKELY_ERROR = 0x0E
 
 
 @dataclass(frozen=True)

@@ -51,20 +51,33 @@ ATT_HEADER_SIZE = 3
 _active_air: Air | None = None
 
 
+# bleak's backend lookup: BleakScanner and BleakClient call these (bleak's module globals)
+# whenever they are built without an explicit backend.
+_LOOKUPS = ("get_platform_scanner_backend_type", "get_platform_client_backend_type")
+
+
+def _scanner_backend() -> tuple[type[BaseBleakScanner], str]:
+    return SimulatedScanner, BACKEND_ID
+
+
+def _client_backend() -> tuple[type[BaseBleakClient], str]:
+    return SimulatedClient, BACKEND_ID
+
+
 @contextmanager
 def installed(air: Air) -> Iterator[Air]:
     """Make every BleakScanner and BleakClient created inside the block use `air`."""
     global _active_air
     if _active_air is not None:
         raise RuntimeError("a simulated air is already installed")
-    saved = (bleak.get_platform_scanner_backend_type, bleak.get_platform_client_backend_type)
-    bleak.get_platform_scanner_backend_type = lambda: (SimulatedScanner, BACKEND_ID)  # type: ignore[assignment]
-    bleak.get_platform_client_backend_type = lambda: (SimulatedClient, BACKEND_ID)  # type: ignore[assignment]
+    namespace = vars(bleak)
+    saved = {name: namespace[name] for name in _LOOKUPS}  # KeyError: bleak renamed its lookup
+    namespace.update(zip(_LOOKUPS, (_scanner_backend, _client_backend), strict=True))
     _active_air = air
     try:
         yield air
     finally:
-        bleak.get_platform_scanner_backend_type, bleak.get_platform_client_backend_type = saved
+        namespace.update(saved)
         _active_air = None
 
 
