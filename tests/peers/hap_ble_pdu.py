@@ -1,0 +1,180 @@
+"""HAP-BLE PDUs and TLV8, the accessory's side, written from the HAP specification.
+
+A request travels as GATT writes to one characteristic: a first fragment
+`control(0x00) opcode tid iid(le16) [body_length(le16) body...]`, then as many continuation
+fragments `control(0x80) tid body...` as the body needs. The response is read back from the same
+characteristic: `control(0x02) tid status [body_length(le16) body...]`, continued with
+`control(0x82) tid body...`. Bodies are TLV8 lists of HAP parameters.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import IntEnum
+
+CONTROL_CONTINUATION = 0x80  # bit 7: a fragment after the first
+CONTROL_TYPE_MASK = 0x0E  # bits 1-3: 000 request, 001 response
+CONTROL_RESPONSE = 0x02
+
+
+class OpCode(IntEnum):
+    CHARACTERISTIC_SIGNATURE_READ = 0x01
+    CHARACTERISTIC_WRITE = 0x02
+    CHARACTERISTIC_READ = 0x03
+    CHARACTERISTIC_TIMED_WRITE = 0x04
+    CHARACTERISTIC_EXECUTE_WRITE = 0x05
+    SERVICE_SIGNATURE_READ = 0x06
+    CHARACTERISTIC_CONFIGURATION = 0x07
+    PROTOCOL_CONFIGURATION = 0x08
+
+
+class Status(IntEnum):
+    SUCCESS = 0x00
+    UNSUPPORTED_PDU = 0x01
+    MAX_PROCEDURES = 0x02
+    INSUFFICIENT_AUTHORIZATION = 0x03
+    INVALID_INSTANCE_ID = 0x04
+    INSUFFICIENT_AUTHENTICATION = 0x05
+    INVALID_REQUEST = 0x06
+
+
+class Param(IntEnum):
+    """HAP parameter types carried in PDU bodies."""
+
+    VALUE = 0x01
+    ADDITIONAL_AUTHORIZATION_DATA = 0x02
+    ORIGIN = 0x03
+    CHARACTERISTIC_TYPE = 0x04
+    CHARACTERISTIC_INSTANCE_ID = 0x05
+    SERVICE_TYPE = 0x06
+    SERVICE_INSTANCE_ID = 0x07
+    TTL = 0x08
+    RETURN_RESPONSE = 0x09
+    CHARACTERISTIC_PROPERTIES = 0x0A
+    USER_DESCRIPTION = 0x0B
+    PRESENTATION_FORMAT = 0x0C
+    VALID_RANGE = 0x0D
+    STEP_VALUE = 0x0E
+    SERVICE_PROPERTIES = 0x0F
+    LINKED_SERVICES = 0x10
+
+
+class PduError(ValueError):
+    """Bytes that are not a well-formed HAP-BLE request (the accessory drops the link)."""
+
+
+def tlv_encode(items: Iterable[tuple[int, bytes]]) -> bytes:
+    """TLV8: a value longer than 255 bytes goes out as consecutive items of the same type."""
+    out = bytearray()
+    for item_type, value in items:
+        if not value:
+            out += bytes((item_type, 0))
+        for start in range(0, len(value), 255):
+            chunk = value[start : start + 255]
+            out += bytes((item_type, len(chunk))) + chunk
+    return bytes(out)
+
+
+def tlv_decode(data: bytes) -> list[tuple[int, bytes]]:
+    """TLV8 items in order; consecutive items of one type whose first is full (255) merge."""
+    items: list[tuple[int, bytes]] = []
+    offset = 0
+    continues = False
+    while offset < len(data):
+        if offset + 2 > len(data):
+            raise PduError("truncated TLV header")
+        item_type, length = data[offset], data[offset + 1]
+        value = data[offset + 2 : offset + 2 + length]
+        if len(value) != length:
+            raise PduError("truncated TLV value")
+        if continues and items and items[-1][0] == item_type:
+            items[-1] = (item_type, items[-1][1] + value)
+        else:
+            items.append((item_type, value))
+        continues = length == 255
+        offset += 2 + length
+    return items
+
+
+def tlv_dict(data: bytes) -> dict[int, bytes]:
+    return dict(tlv_decode(data))
+
+
+@dataclass(frozen=True)
+class Request:
+    opcode: int
+    tid: int
+    iid: int
+    body: bytes  # b"" when the request carried no body
+
+
+class RequestAssembler:
+    """Rebuilds one request from the fragments the controller writes, in order."""
+
+    def __init__(self) -> None:
+        self._header: tuple[int, int, int] | None = None
+        self._expected = 0
+        self._body = bytearray()
+
+    def feed(self, fragment: bytes) -> Request | None:
+        """The complete request once its last fragment arrived, else None."""
+        if not fragment:
+            raise PduError("empty fragment")
+        if fragment[0] & CONTROL_CONTINUATION:
+            return self._continue(fragment)
+        if fragment[0] & CONTROL_TYPE_MASK:
+            raise PduError(f"not a request: control 0x{fragment[0]:02x}")
+        if len(fragment) < 5:
+            raise PduError("request header shorter than 5 bytes")
+        opcode, tid, iid = fragment[1], fragment[2], struct.unpack_from("<H", fragment, 3)[0]
+        self._header = (opcode, tid, iid)
+        self._body = bytearray()
+        if len(fragment) == 5:
+            self._expected = 0
+        elif len(fragment) < 7:
+            raise PduError("body length cut short")
+        else:
+            self._expected = struct.unpack_from("<H", fragment, 5)[0]
+            self._body += fragment[7:]
+        return self._complete()
+
+    def _continue(self, fragment: bytes) -> Request | None:
+        if self._header is None or len(fragment) < 2:
+            raise PduError("continuation without a first fragment")
+        if fragment[1] != self._header[1]:
+            raise PduError(f"continuation of transaction {fragment[1]}, not {self._header[1]}")
+        self._body += fragment[2:]
+        return self._complete()
+
+    def _complete(self) -> Request | None:
+        assert self._header is not None
+        if len(self._body) < self._expected:
+            return None
+        if len(self._body) > self._expected:
+            raise PduError("body longer than its declared length")
+        opcode, tid, iid = self._header
+        self._header = None
+        return Request(opcode, tid, iid, bytes(self._body))
+
+
+@dataclass(frozen=True)
+class Response:
+    tid: int
+    status: Status
+    body: bytes | None = None  # None: no body at all (not even a length)
+
+    def fragments(self, size: int) -> list[bytes]:
+        """The response cut to at most `size` bytes per GATT read."""
+        header = bytes((CONTROL_RESPONSE, self.tid, self.status))
+        if self.body is None:
+            return [header]
+        first = header + struct.pack("<H", len(self.body)) + self.body[: size - 5]
+        rest = self.body[size - 5 :]
+        step = size - 2
+        continuations = [
+            bytes((CONTROL_RESPONSE | CONTROL_CONTINUATION, self.tid)) + rest[i : i + step]
+            for i in range(0, len(rest), step)
+        ]
+        return [first, *continuations]
