@@ -24,6 +24,7 @@ from .exposer.side import ExposerSide
 from .health import HEALTH_FILE, Health, HealthReporter
 from .mqtt import topics
 from .mqtt.link import MqttLink
+from .resources import log_exhaustion_once, raise_fd_limit
 from .routing import Router
 from .store import ensure_private_dir, take_restorations
 
@@ -50,6 +51,9 @@ class App:
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set; then say goodbye on MQTT and stop in reverse order."""
         quiet_hap_protocol_logging()
+        fd_limit = raise_fd_limit()
+        _LOGGER.debug("Open-file limit: %d", fd_limit)
+        log_exhaustion_once(asyncio.get_running_loop())
         ensure_private_dir(self.config.data_dir)
         interfaces = self.config.zeroconf_interfaces
         zeroconf = AsyncZeroconf(interfaces=list(interfaces) if interfaces else InterfaceChoice.All)

@@ -18,6 +18,10 @@ What the handler adds on top of HAP-python's pair-setup (policy in `pair_setup`)
 persisted 100-try cap (MaxTries), one pair-setup at a time (Busy), at most 16 pairings and no
 silent key change of a known controller. HAP-python 5.2 itself refuses an SRP key A = 0 mod N
 and locks pair-setup for 60 s after 5 wrong proofs; both are kept and counted by us too.
+
+What the server adds (policy in `connection_limits`): connections that have not verified a
+pairing are capped, the oldest making room, and closed after 30 s (HAP-python keeps any
+connection 90 hours).
 """
 
 from __future__ import annotations
@@ -26,8 +30,9 @@ import asyncio
 import io
 import json
 import logging
+import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +57,7 @@ from ..errors import PayloadError
 from ..homekit.catalog import Catalog
 from ..mqtt.payloads import coerce
 from ..store import JsonStore
+from .connection_limits import MAX_UNVERIFIED_PER_SOURCE, UnverifiedConnections
 from .pair_setup import (
     ATTEMPTS_FILE,
     ERROR_MAX_PEERS,
@@ -63,6 +69,10 @@ from .pair_setup import (
 
 _LOGGER = logging.getLogger(__name__)
 
+#: How often unverified HAP connections are checked against their timeout.
+SWEEP_INTERVAL = 5.0
+#: The connection-limit warning is logged at most this often.
+LIMIT_LOG_INTERVAL = 60.0
 #: HAP pairing permissions (kTLVType_Permissions): what the log says instead of raw bytes.
 _PERMISSIONS = {b"\x00": "user", b"\x01": "admin"}
 
@@ -330,31 +340,36 @@ class GuardedHandler(HAPServerHandler):
 
 
 class GuardedProtocol(HAPServerProtocol):
-    """HAPServerProtocol with a GuardedHandler; a closed connection ends its pair-setup."""
+    """HAPServerProtocol with a GuardedHandler and the server's connection limits; a closed
+    connection ends its pair-setup."""
 
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
         connections: dict[tuple[str, int], HAPServerProtocol],
         driver: AccessoryDriver,
-        guard: PairSetupGuard,
+        server: GuardedServer,
     ) -> None:
         super().__init__(loop, connections, driver)
-        self._guard = guard
+        self._server = server
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
         made = self.handler  # HAP-python's own, swapped for ours before any request
         assert made is not None
-        self.handler = GuardedHandler(self.accessory_driver, made.client_address, self._guard)
+        self.handler = GuardedHandler(
+            self.accessory_driver, made.client_address, self._server.guard
+        )
+        self._server.admit(self)
 
     def connection_lost(self, exc: BaseException | None) -> None:
-        self._guard.end(self.peername)
+        self._server.guard.end(self.peername)
+        self._server.strangers.closed(self.peername)
         super().connection_lost(exc)
 
 
 class GuardedServer(HAPServer):
-    """HAPServer whose connections use GuardedProtocol."""
+    """HAPServer whose connections use GuardedProtocol, within `connection_limits`."""
 
     def __init__(
         self, addr_port: tuple[Any, int], driver: AccessoryDriver, guard: PairSetupGuard
@@ -362,16 +377,65 @@ class GuardedServer(HAPServer):
         super().__init__(addr_port, driver)
         self.addr_port = addr_port
         self.guard = guard
+        self.strangers = UnverifiedConnections()
+        self._sweep: asyncio.TimerHandle | None = None
+        self._limit_logged = -LIMIT_LOG_INTERVAL
 
     async def async_start(self, loop: asyncio.AbstractEventLoop) -> None:
         # HAPServer.async_start names its protocol class inline; the same steps with ours.
         self.loop = loop
         self.server = await loop.create_server(
-            lambda: GuardedProtocol(loop, self.connections, self.accessory_handler, self.guard),
+            lambda: GuardedProtocol(loop, self.connections, self.accessory_handler, self),
             self.addr_port[0],
             self.addr_port[1],
         )
         self.async_cleanup_connections()
+        self._sweep_strangers()
+
+    def async_stop(self) -> None:
+        if self._sweep is not None:
+            self._sweep.cancel()
+        super().async_stop()
+
+    def _verified(self, key: Hashable) -> bool:
+        connection = self.connections.get(key)  # type: ignore[call-overload]
+        handler = connection.handler if connection is not None else None
+        return handler is not None and bool(handler.is_encrypted)
+
+    def admit(self, connection: GuardedProtocol) -> None:
+        """A new connection: close the oldest unverified ones past the limits."""
+        key = connection.peername
+        source = str(key[0]) if key else ""
+        evicted = self.strangers.admit(
+            key, source, time.monotonic(), self._verified, self.guard.owns
+        )
+        if not evicted:
+            return
+        now = time.monotonic()
+        if now - self._limit_logged >= LIMIT_LOG_INTERVAL:
+            # Once a minute at most: a flood must not flood the log.
+            self._limit_logged = now
+            _LOGGER.warning(
+                "Too many HAP connections that have not paired or verified (%d in all, at "
+                "most %d from one address); closing the oldest",
+                len(self.strangers),
+                MAX_UNVERIFIED_PER_SOURCE,
+            )
+        self._close(evicted)
+
+    def _sweep_strangers(self) -> None:
+        assert self.loop is not None
+        expired = self.strangers.expired(time.monotonic(), self._verified, self.guard.owns)
+        if expired:
+            _LOGGER.info("Closing %d HAP connection(s) that never verified", len(expired))
+            self._close(expired)
+        self._sweep = self.loop.call_later(SWEEP_INTERVAL, self._sweep_strangers)
+
+    def _close(self, keys: list[Hashable]) -> None:
+        for key in keys:
+            connection = self.connections.get(key)  # type: ignore[call-overload]
+            if connection is not None:
+                connection.close()
 
 
 def quiet_hap_protocol_logging() -> None:

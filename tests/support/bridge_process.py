@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -61,6 +62,8 @@ class BridgeProcess:
         self.out_path = self.dir / "bridge.out"
         self._proc: subprocess.Popen[bytes] | None = None
         self._offsets: dict[Path, int] = {}
+        #: (soft, hard) RLIMIT_NOFILE for the process, as a service manager would set it.
+        self.open_files_limit: tuple[int, int] | None = None
 
     def write_config(self) -> None:
         self.config_path.write_text(yaml.safe_dump(self.config))
@@ -76,6 +79,7 @@ class BridgeProcess:
                 stdout=out,
                 stderr=log,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                preexec_fn=self._set_limits if self.open_files_limit else None,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -87,6 +91,18 @@ class BridgeProcess:
             time.sleep(0.05)
         self.kill9()  # never leave a half-started bridge behind
         raise AssertionError(f"bridge did not start within {timeout}s:\n{self.log()}")
+
+    def _set_limits(self) -> None:
+        assert self.open_files_limit is not None
+        resource.setrlimit(resource.RLIMIT_NOFILE, self.open_files_limit)
+
+    @property
+    def pid(self) -> int:
+        assert self._proc is not None
+        return self._proc.pid
+
+    def open_files(self) -> int:
+        return len(list(Path(f"/proc/{self.pid}/fd").iterdir()))
 
     def _since_start(self, path: Path) -> str:
         if not path.exists():
