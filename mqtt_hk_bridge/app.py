@@ -25,6 +25,7 @@ from .errors import TopicError
 from .exposer.bridge import quiet_hap_protocol_logging
 from .exposer.side import ExposerSide
 from .mqtt import topics
+from .mqtt.failures import EVENT_CONNECT_FAILED, Outage
 from .mqtt.link import IncomingMessage, MqttLink
 from .store import ensure_private_dir
 
@@ -46,6 +47,7 @@ class App:
             will_topic=topics.bridge_topic(config.base_topic, const.BRIDGE_STATE),
             on_message=self._on_message,
             reconnect_max=config.timing.reconnect_max,
+            on_recovered=self._mqtt_recovered,
         )
         self.api = BridgeApi(self.link, config.base_topic)
         self.exposer: ExposerSide | None = None
@@ -100,6 +102,10 @@ class App:
             "mqtt_protocol": self.link.protocol,
             "rejected_topics": self.rejected_topics,
         }
+
+    def _mqtt_recovered(self, outage: Outage) -> None:
+        """Tell MQTT why the bridge was away, now that it can (the log said so at once)."""
+        self.api.event(EVENT_CONNECT_FAILED, outage.message, **outage.details())
 
     def _on_message(self, message: IncomingMessage) -> None:
         try:
