@@ -23,6 +23,7 @@ from .exposer.hap_adapter import quiet_hap_protocol_logging
 from .exposer.side import ExposerSide
 from .health import HEALTH_FILE, Health, HealthReporter
 from .mqtt import topics
+from .mqtt.failures import EVENT_CONNECT_FAILED, Outage
 from .mqtt.link import MqttLink
 from .resources import log_exhaustion_once, raise_fd_limit
 from .routing import Router
@@ -42,6 +43,7 @@ class App:
             will_topic=topics.bridge_topic(config.base_topic, const.BRIDGE_STATE),
             on_message=self.router.dispatch,
             reconnect_max=config.timing.reconnect_max,
+            on_recovered=self._mqtt_recovered,
         )
         self.api = BridgeApi(self.link, config.base_topic)
         self.router.serve_api(self.api)
@@ -121,3 +123,7 @@ class App:
             mqtt_connected=self.link.connected,
             hap_listening=exposer is not None and exposer.hap.listening,
         )
+
+    def _mqtt_recovered(self, outage: Outage) -> None:
+        """Tell MQTT why the bridge was away, now that it can (the log said so at once)."""
+        self.api.event(EVENT_CONNECT_FAILED, outage.message, **outage.details())

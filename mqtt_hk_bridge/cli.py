@@ -13,8 +13,9 @@ from . import __version__, health, mqtt_users
 from .app import App
 from .config import Config, load
 from .controller import commands as controller_commands
-from .errors import BridgeError
+from .errors import BridgeError, ConfigError
 from .exposer.pair_setup import reset_pair_setup_attempts
+from .mqtt.tls import FileWarning, TlsFileError, check_files
 
 DEFAULT_CONFIG = Path("bridge.yaml")
 DEFAULT_PASSWORD_FILE = Path("deploy/mosquitto/passwd")
@@ -35,9 +36,20 @@ async def _run(config: Config) -> None:
     await App(config).run(stop)
 
 
+def _checked_files(path: Path, config: Config) -> list[FileWarning]:
+    """The files `mqtt:` names: a missing or broken one stops here, as a bad key does."""
+    try:
+        return check_files(config.mqtt)
+    except TlsFileError as err:
+        raise ConfigError(f"{path}: {err}") from err
+
+
 def _cmd_run(args: argparse.Namespace) -> int:
     config = load(args.config)
+    warnings = _checked_files(args.config, config)
     _setup_logging(args.log_level or config.log_level)
+    for warning in warnings:
+        logging.getLogger(__name__).warning("%s: %s", args.config, warning)
     asyncio.run(_run(config))
     return 0
 
@@ -57,7 +69,9 @@ def _cmd_reset_pair_setup(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    load(args.config)
+    config = load(args.config)
+    for warning in _checked_files(args.config, config):
+        print(f"{args.config}: warning: {warning}", file=sys.stderr)
     print(f"{args.config}: OK")
     return 0
 

@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import voluptuous as vol
 import yaml
@@ -36,6 +36,10 @@ SETUP_CODE_RE = re.compile(r"^\d{3}-\d{2}-\d{3}$")
 DEVICE_ID_RE = re.compile(rf"^[^/+#\x00]{{1,{const.MAX_DEVICE_ID_LENGTH}}}$")
 COMMAND_TOPIC_SET = "set"
 COMMAND_TOPIC_SAME = "same"
+TRANSPORT_TCP = "tcp"
+TRANSPORT_WEBSOCKETS = "websockets"
+#: Where most brokers serve MQTT over WebSockets (EMQX, HiveMQ; Mosquitto takes any path).
+DEFAULT_WEBSOCKET_PATH = "/mqtt"
 
 
 def setup_code(value: Any) -> str:
@@ -52,6 +56,13 @@ def topic_level(value: Any) -> str:
     text = str(value)
     if not text or any(c in text for c in "/+#\x00"):
         raise vol.Invalid("must be one topic level: non-empty, without / + # or NUL")
+    return text
+
+
+def url_path(value: Any) -> str:
+    text = str(value)
+    if not text.startswith("/") or any(c.isspace() or c in "?#" for c in text):
+        raise vol.Invalid("must be a URL path such as /mqtt: from /, without spaces, ? or #")
     return text
 
 
@@ -94,11 +105,20 @@ SCHEMA = vol.Schema(
             vol.Optional("client_id"): vol.All(str, vol.Length(min=1, max=64)),
             vol.Optional("keepalive", default=30): vol.All(vol.Coerce(int), vol.Range(5, 3600)),
             vol.Optional("protocol", default="auto"): vol.In(["auto", "5", "3.1.1"]),
-            vol.Optional("tls"): {
-                vol.Optional("ca"): str,
-                vol.Optional("cert"): str,
-                vol.Optional("key"): str,
-            },
+            vol.Optional("transport", default=TRANSPORT_TCP): vol.In(
+                [TRANSPORT_TCP, TRANSPORT_WEBSOCKETS]
+            ),
+            vol.Optional("path"): url_path,
+            # `tls:` alone (null) means TLS with the system's CAs.
+            vol.Optional("tls"): vol.Any(
+                None,
+                {
+                    vol.Optional("ca"): str,
+                    vol.Optional("cert"): str,
+                    vol.Optional("key"): str,
+                    vol.Optional("insecure", default=False): bool,
+                },
+            ),
         },
         vol.Optional("homekit", default={}): {
             vol.Optional("name", default="MQTT Bridge"): vol.All(str, vol.Length(min=1, max=64)),
@@ -134,9 +154,13 @@ SCHEMA = vol.Schema(
 
 @dataclass(frozen=True)
 class TlsConfig:
+    """File paths are resolved against the configuration file's folder."""
+
     ca: str | None = None
     cert: str | None = None
     key: str | None = None
+    #: Skip the host-name check (the certificate chain is still verified): unsafe.
+    insecure: bool = False
 
 
 @dataclass(frozen=True)
@@ -145,9 +169,14 @@ class MqttConfig:
     port: int = 1883
     username: str | None = None
     password: str | None = field(default=None, repr=False)
+    #: Where the password came from, kept to check the file's permissions.
+    password_file: str | None = None
     client_id: str | None = None
     keepalive: int = 30
     protocol: str = "auto"
+    transport: Literal["tcp", "websockets"] = "tcp"
+    #: URL path of the broker's WebSockets endpoint (websockets transport only).
+    path: str = DEFAULT_WEBSOCKET_PATH
     tls: TlsConfig | None = None
 
 
@@ -242,15 +271,48 @@ def parse(
     return _build(data, source, base_dir)
 
 
-def _build(data: dict[str, Any], source: str, base_dir: Path | None) -> Config:
-    mqtt = data["mqtt"]
+def _build_mqtt(mqtt: dict[str, Any], source: str, base_dir: Path) -> MqttConfig:
+    def resolve(path: str | None) -> str | None:
+        return None if path is None else str(base_dir / path)  # an absolute path stays
+
+    if "path" in mqtt and mqtt["transport"] != TRANSPORT_WEBSOCKETS:
+        raise ConfigError(f"{source}: mqtt.path: only used with `transport: websockets`")
     password = mqtt.get("password")
-    if password is None and "password_file" in mqtt:
+    password_file = resolve(mqtt.get("password_file"))
+    if password is None and password_file is not None:
         try:
-            password = Path(mqtt["password_file"]).read_text(encoding="utf-8").strip()
+            password = Path(password_file).read_text(encoding="utf-8").strip()
         except OSError as err:
             raise ConfigError(f"{source}: mqtt.password_file: {err}") from err
-    tls = TlsConfig(**mqtt["tls"]) if "tls" in mqtt else None
+        if not password:
+            raise ConfigError(f"{source}: mqtt.password_file: {password_file} is empty")
+    tls = None
+    if "tls" in mqtt:
+        files = mqtt["tls"] or {}
+        if "key" in files and "cert" not in files:
+            raise ConfigError(f"{source}: mqtt.tls.key: needs mqtt.tls.cert, its certificate")
+        tls = TlsConfig(
+            ca=resolve(files.get("ca")),
+            cert=resolve(files.get("cert")),
+            key=resolve(files.get("key")),
+            insecure=files.get("insecure", False),
+        )
+    return MqttConfig(
+        host=mqtt["host"],
+        port=mqtt["port"],
+        username=mqtt.get("username"),
+        password=password,
+        password_file=password_file,
+        client_id=mqtt.get("client_id"),
+        keepalive=mqtt["keepalive"],
+        protocol=mqtt["protocol"],
+        transport=mqtt["transport"],
+        path=mqtt.get("path", DEFAULT_WEBSOCKET_PATH),
+        tls=tls,
+    )
+
+
+def _build(data: dict[str, Any], source: str, base_dir: Path | None) -> Config:
     defaults = DeviceOptions(**data["defaults"])
     devices = {
         device_id: DeviceOptions(**{**data["defaults"], **options})
@@ -264,16 +326,7 @@ def _build(data: dict[str, Any], source: str, base_dir: Path | None) -> Config:
         base_topic=data["base_topic"],
         data_dir=data_dir if data_dir.is_absolute() else base_dir / data_dir,
         log_level=data["log_level"],
-        mqtt=MqttConfig(
-            host=mqtt["host"],
-            port=mqtt["port"],
-            username=mqtt.get("username"),
-            password=password,
-            client_id=mqtt.get("client_id"),
-            keepalive=mqtt["keepalive"],
-            protocol=mqtt["protocol"],
-            tls=tls,
-        ),
+        mqtt=_build_mqtt(data["mqtt"], source, base_dir),
         homekit=HomeKitConfig(**data["homekit"]),
         zeroconf_interfaces=tuple(interfaces) if interfaces else None,
         defaults=defaults,

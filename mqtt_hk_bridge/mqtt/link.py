@@ -1,5 +1,7 @@
 """The one MQTT connection: reconnect with jittered backoff, Last Will, resubscribe,
 republish on connect, and a filter so the bridge never takes its own publications as input.
+TCP or WebSockets, with or without TLS; a failed connect is named (failures.py) in one log
+line, and reported once the broker is reached again.
 
 Only this module imports aiomqtt. The rest of the bridge sees `IncomingMessage` and
 `MqttLink.publish`, which never blocks (a HAP-python setter calls it inside a Home-app request).
@@ -10,21 +12,27 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import ssl
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import aiomqtt
+from aiomqtt.exceptions import MqttConnectError
+from paho.mqtt.client import WebsocketConnectionError, connack_string
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from .. import const
-from ..config import MqttConfig
+from ..config import TRANSPORT_WEBSOCKETS, MqttConfig
 from ..errors import NotConnectedError
+from .failures import Attempt, ConnectFailure, Outage, classify
+from .tls import TlsFileError, tls_context
 
 _LOGGER = logging.getLogger(__name__)
+#: aiomqtt's and paho's own log (paho names a socket's failure only there).
+_CLIENT_LOGGER = logging.getLogger(f"{__name__}.paho")
 
 #: CONNACK codes meaning "this broker does not speak MQTT 5" (3.1.1 rc 1, v5 reason 0x84).
 _UNSUPPORTED_PROTOCOL_CODES = frozenset({1, 0x84})
@@ -32,6 +40,8 @@ _UNSUPPORTED_PROTOCOL_CODES = frozenset({1, 0x84})
 _OWN_PUBLICATIONS_MEMORY = 10_000
 #: In-flight publications past which aiomqtt warns (a full republish is hundreds).
 _PENDING_PUBLISH_WARNING = 10_000
+#: Seconds to wait for the TCP/TLS/WebSockets connect and then for CONNACK.
+_CONNECT_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True)
@@ -43,6 +53,7 @@ class IncomingMessage:
 
 MessageHandler = Callable[[IncomingMessage], None]
 ConnectHook = Callable[[], Awaitable[None]]
+RecoveryHandler = Callable[[Outage], None]
 
 
 def _code(rc: int | ReasonCode | None) -> int | None:
@@ -50,14 +61,44 @@ def _code(rc: int | ReasonCode | None) -> int | None:
     return rc.value if isinstance(rc, ReasonCode) else rc
 
 
-def _tls_context(config: MqttConfig) -> ssl.SSLContext | None:
-    if config.tls is None:
-        return None
-    context = ssl.create_default_context(cafile=config.tls.ca)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    if config.tls.cert:
-        context.load_cert_chain(config.tls.cert, config.tls.key)
-    return context
+class _SocketErrors(logging.Filter):
+    """paho tells why a socket failed only in a log line, with the error as its argument:
+    a broker's TLS alert after the handshake (TLS 1.3 refuses a client certificate that
+    way) is then a mere CONNACK timeout to aiomqtt. Keep the error to name the failure,
+    and let the line through at DEBUG only, since the link logs the failure itself."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.last: OSError | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args if isinstance(record.args, tuple) else ()
+        errors = [arg for arg in args if isinstance(arg, OSError)]
+        if not errors:
+            return True
+        self.last = errors[-1]
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return _CLIENT_LOGGER.isEnabledFor(logging.DEBUG)
+
+
+def _attempt(err: aiomqtt.MqttError, socket_error: OSError | None) -> Attempt:
+    """What a failed `async with Client` showed, for failures.classify."""
+    if isinstance(err, MqttConnectError) and err.rc is not None:
+        rc = err.rc
+        words = str(rc) if isinstance(rc, ReasonCode) else connack_string(rc)
+        return Attempt(f"CONNACK {_code(rc)}: {words}", connack=_code(rc))
+    # aiomqtt raises its own error `from None`; the OS or TLS error stays as the context.
+    cause = err.__context__
+    if socket_error is not None and (cause is None or isinstance(cause, TimeoutError)):
+        # Connected, then paho saw the socket fail while aiomqtt waited for CONNACK.
+        return Attempt(str(socket_error), cause=socket_error, closed_by_broker=True)
+    if isinstance(cause, TimeoutError):
+        return Attempt(f"nothing within {_CONNECT_TIMEOUT:.0f} s", cause=cause)
+    return Attempt(
+        str(cause or err),
+        cause=cause,
+        websocket_refused=isinstance(cause, WebsocketConnectionError),
+    )
 
 
 class MqttLink:
@@ -71,11 +112,13 @@ class MqttLink:
         will_topic: str,
         on_message: MessageHandler,
         reconnect_max: float = const.DEFAULT_RECONNECT_MAX,
+        on_recovered: RecoveryHandler | None = None,
     ) -> None:
         self._config = config
         self._subscriptions = subscriptions
         self._will_topic = will_topic
         self._on_message = on_message
+        self._on_recovered = on_recovered
         self._reconnect_max = reconnect_max
         self._connect_hooks: list[ConnectHook] = []
         self._client: aiomqtt.Client | None = None
@@ -87,6 +130,12 @@ class MqttLink:
         self._client_id = config.client_id or f"mqtt-hk-bridge-{uuid.uuid4().hex[:8]}"
         self._pending: set[asyncio.Task[None]] = set()
         self._own: OrderedDict[tuple[str, bytes], int] = OrderedDict()
+        self._socket_errors = _SocketErrors()
+        # Failed connect attempts since the last connection: the last failure, how many,
+        # and since when (monotonic: the start of the first of them).
+        self._failure: ConnectFailure | None = None
+        self._failed_attempts = 0
+        self._failing_since = self._attempt_started = 0.0
 
     @property
     def connected(self) -> bool:
@@ -143,17 +192,21 @@ class MqttLink:
 
     def _make_client(self) -> aiomqtt.Client:
         config = self._config
+        websockets = config.transport == TRANSPORT_WEBSOCKETS
         client = aiomqtt.Client(
             config.host,
             config.port,
             username=config.username,
             password=config.password,
+            logger=_CLIENT_LOGGER,
             identifier=self._client_id,
             protocol=self._protocol,
             will=aiomqtt.Will(self._will_topic, const.OFFLINE, qos=1, retain=True),
             keepalive=config.keepalive,
-            tls_context=_tls_context(config),
-            timeout=10,
+            transport=config.transport,
+            websocket_path=config.path if websockets else None,
+            tls_context=tls_context(config.tls) if config.tls is not None else None,
+            timeout=_CONNECT_TIMEOUT,
         )
         # Republishing a whole mirror after a connect puts hundreds of QoS 1 publications in
         # flight at once; that is expected, not worth aiomqtt's warning at its default of 10.
@@ -162,28 +215,47 @@ class MqttLink:
 
     async def run(self) -> None:
         """Connect, serve, and reconnect after any loss, until cancelled."""
+        if self._config.tls is not None and self._config.tls.insecure:
+            _LOGGER.warning(
+                "mqtt.tls.insecure is true: the broker's certificate is not checked against "
+                "mqtt.host, so anyone with a certificate from a trusted CA can pose as the "
+                "broker"
+            )
+        _CLIENT_LOGGER.addFilter(self._socket_errors)
+        try:
+            await self._keep_connected()
+        finally:
+            _CLIENT_LOGGER.removeFilter(self._socket_errors)
+
+    async def _keep_connected(self) -> None:
         delay = const.DEFAULT_RECONNECT_MIN
         while True:
+            self._socket_errors.last = None
+            self._attempt_started = time.monotonic()
+            connected = False
             try:
                 async with self._make_client() as client:
+                    connected = True
                     delay = const.DEFAULT_RECONNECT_MIN
                     await self._serve(client)
-            except aiomqtt.MqttCodeError as err:
-                if (
-                    self._config.protocol == "auto"
-                    and self._protocol == aiomqtt.ProtocolVersion.V5
-                    and _code(err.rc) in _UNSUPPORTED_PROTOCOL_CODES
-                ):
-                    _LOGGER.info("Broker refuses MQTT 5; using MQTT 3.1.1")
-                    self._protocol = aiomqtt.ProtocolVersion.V311
-                    continue
-                _LOGGER.warning(
-                    "MQTT connection to %s:%s failed: %s", self._config.host, self._config.port, err
-                )
+            except TlsFileError as err:
+                self._connect_failed(Attempt(str(err), cause=err))
             except aiomqtt.MqttError as err:
-                _LOGGER.warning(
-                    "MQTT connection to %s:%s lost: %s", self._config.host, self._config.port, err
-                )
+                if not connected:
+                    if self._refuses_mqtt5(err):
+                        _LOGGER.info("Broker refuses MQTT 5; using MQTT 3.1.1")
+                        self._protocol = aiomqtt.ProtocolVersion.V311
+                        continue
+                    self._connect_failed(_attempt(err, self._socket_errors.last))
+                else:
+                    cause = self._socket_errors.last
+                    _LOGGER.warning(
+                        "MQTT connection to %s:%s lost: %s%s",
+                        self._config.host,
+                        self._config.port,
+                        err,
+                        f" ({cause})" if cause is not None else "",
+                    )
             except Exception:
                 # Whatever goes wrong, the bridge must not be left without its broker.
                 _LOGGER.exception("MQTT connection failed unexpectedly; reconnecting")
@@ -192,6 +264,48 @@ class MqttLink:
             # Full jitter keeps a fleet of bridges from reconnecting in lockstep.
             await asyncio.sleep(random.uniform(delay / 2, delay))  # noqa: S311
             delay = min(delay * 2, self._reconnect_max)
+
+    def _refuses_mqtt5(self, err: aiomqtt.MqttError) -> bool:
+        return (
+            isinstance(err, MqttConnectError)
+            and self._config.protocol == "auto"
+            and self._protocol == aiomqtt.ProtocolVersion.V5
+            and _code(err.rc) in _UNSUPPORTED_PROTOCOL_CODES
+        )
+
+    def _connect_failed(self, attempt: Attempt) -> None:
+        """One line per failure, at its first attempt; repeats of the same go to DEBUG."""
+        failure = classify(self._config, attempt)
+        if self._failed_attempts == 0:
+            self._failing_since = self._attempt_started
+        self._failed_attempts += 1
+        host, port = self._config.host, self._config.port
+        if failure == self._failure:
+            _LOGGER.debug(
+                "MQTT connection to %s:%s failed again (attempt %d): %s",
+                host,
+                port,
+                self._failed_attempts,
+                failure.reason,
+            )
+            return
+        self._failure = failure
+        _LOGGER.log(
+            logging.WARNING if failure.transient else logging.ERROR,
+            "MQTT connection to %s:%s failed: %s (retrying, up to %s s apart)",
+            host,
+            port,
+            failure,
+            f"{self._reconnect_max:g}",
+        )
+
+    def _recovered(self) -> None:
+        failure, attempts = self._failure, self._failed_attempts
+        self._failure, self._failed_attempts = None, 0
+        if failure is None or self._on_recovered is None:
+            return
+        seconds = round(time.monotonic() - self._failing_since, 1)
+        self._on_recovered(Outage(failure, attempts, seconds))
 
     async def _serve(self, client: aiomqtt.Client) -> None:
         # QoS 0: a broker holds at most so many QoS 1 messages per client (Mosquitto: 1000)
@@ -216,6 +330,7 @@ class MqttLink:
             self.protocol,
         )
         self.publish(self._will_topic, const.ONLINE, retain=True)
+        self._recovered()
         for hook in self._connect_hooks:
             await hook()
         async for message in client.messages:

@@ -1,4 +1,6 @@
-"""Aedes, the broker inside Node-RED (MQTT 3.1.1 only), as a real peer on 127.0.0.1.
+"""Aedes, the broker inside Node-RED (MQTT 3.1.1 only), as a real peer on 127.0.0.1: plain
+MQTT, or MQTT over WebSockets (with TLS when given a certificate), which Debian's Mosquitto
+is built without.
 
 scripts/test.sh installs it (`npm ci` in tests/peers/aedes).
 """
@@ -20,16 +22,29 @@ AEDES_DIR = Path(__file__).resolve().parents[1] / "peers" / "aedes"
 class Aedes:
     host = "127.0.0.1"
 
-    def __init__(self) -> None:
+    def __init__(
+        self, *, websockets_path: str | None = None, tls: tuple[Path, Path] | None = None
+    ) -> None:
+        """`websockets_path`: serve MQTT over WebSockets there instead of plain MQTT;
+        `tls`: (certificate, key) files for WebSockets over TLS."""
         self.port = free_port()
+        self._websockets_path = websockets_path
+        self._tls = tls
         self._proc: subprocess.Popen[bytes] | None = None
+
+    def _command(self, node: str) -> list[str]:
+        if self._websockets_path is None:
+            return [node, str(AEDES_DIR / "broker.js"), str(self.port)]
+        tls = [str(path) for path in self._tls] if self._tls is not None else []
+        script = AEDES_DIR / "websockets-broker.js"
+        return [node, str(script), str(self.port), self._websockets_path, *tls]
 
     def start(self, timeout: float = 15.0) -> None:
         node = shutil.which("node")
         if node is None or not (AEDES_DIR / "node_modules" / "aedes").is_dir():
             raise AssertionError("Aedes is not installed: run scripts/test.sh (npm ci)")
         self._proc = subprocess.Popen(
-            [node, str(AEDES_DIR / "broker.js"), str(self.port)],
+            self._command(node),
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -1,4 +1,5 @@
-"""A real Mosquitto broker on 127.0.0.1 and an aiomqtt probe to talk to it."""
+"""A real Mosquitto broker on 127.0.0.1 (optionally with a TLS listener and a password
+file) and an aiomqtt probe to talk to it."""
 
 from __future__ import annotations
 
@@ -29,12 +30,45 @@ def mosquitto_binary() -> str:
     return shutil.which("mosquitto") or _FALLBACK_BINARY
 
 
+def write_password_file(path: Path, users: dict[str, str]) -> Path:
+    """A Mosquitto password file made by `mosquitto_passwd` (hashed, as a broker keeps it).
+
+    Rewritten whole, so a test can change a password and SIGHUP the broker."""
+    path.unlink(missing_ok=True)
+    path.touch(mode=0o600)
+    for user, password in users.items():
+        subprocess.run(["mosquitto_passwd", "-b", str(path), user, password], check=True)
+    return path
+
+
+@dataclass(frozen=True)
+class TlsListener:
+    """A second listener with TLS: the broker's certificate and key, and the CA file client
+    certificates must chain to (`require_certificate` for mutual TLS)."""
+
+    cert: Path
+    key: Path
+    ca: Path
+    require_certificate: bool = False
+
+    def config_lines(self, port: int, host: str) -> list[str]:
+        return [
+            f"listener {port} {host}",
+            f"cafile {self.ca}",
+            f"certfile {self.cert}",
+            f"keyfile {self.key}",
+            f"require_certificate {'true' if self.require_certificate else 'false'}",
+        ]
+
+
 class Mosquitto:
     """One broker process with its own config, port and data directory.
 
     The port and data directory survive stop()/kill9()/start(), so a restart looks to
     clients like the same broker coming back (retained messages persist when
-    `persistent=True`).
+    `persistent=True`). `tls` adds a TLS listener on `tls_port`; `password_file` (see
+    write_password_file) requires a login on every listener. Both may be changed between
+    stop() and start(): the configuration is written at each start.
     """
 
     host = "127.0.0.1"
@@ -48,32 +82,44 @@ class Mosquitto:
         allow_anonymous: bool = True,
         port: int | None = None,
         extra_config: Sequence[str] = (),
+        tls: TlsListener | None = None,
+        password_file: Path | None = None,
     ) -> None:
         self._own_dir = base_dir is None
         self.dir = Path(tempfile.mkdtemp(prefix="mosquitto-")) if base_dir is None else base_dir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
+        self.tls_port = free_port()
         self.persistent = persistent
+        self.autosave_interval = autosave_interval
+        self.allow_anonymous = allow_anonymous
+        self.extra_config = list(extra_config)
+        self.tls = tls
+        self.password_file = password_file
         self.conf_path = self.dir / "mosquitto.conf"
         self.log_path = self.dir / "mosquitto.log"
         self._proc: subprocess.Popen[bytes] | None = None
-        self.conf_path.write_text(self._config(autosave_interval, allow_anonymous, extra_config))
 
-    def _config(
-        self, autosave_interval: int, allow_anonymous: bool, extra_config: Sequence[str]
-    ) -> str:
+    def _config(self) -> str:
         lines = [
             f"listener {self.port} {self.host}",
-            f"allow_anonymous {'true' if allow_anonymous else 'false'}",
+            f"allow_anonymous {'true' if self.allow_anonymous else 'false'}",
             f"persistence {'true' if self.persistent else 'false'}",
         ]
         if self.persistent:
             # Trailing slash: mosquitto concatenates location and file name verbatim.
-            lines += [f"persistence_location {self.dir}/", f"autosave_interval {autosave_interval}"]
+            lines += [
+                f"persistence_location {self.dir}/",
+                f"autosave_interval {self.autosave_interval}",
+            ]
         if os.geteuid() == 0:
             # As root, mosquitto would switch to user "mosquitto", which cannot write here.
             lines.append(f"user {pwd.getpwuid(0).pw_name}")
-        lines += list(extra_config)
+        if self.password_file is not None:
+            lines.append(f"password_file {self.password_file}")
+        lines += self.extra_config
+        if self.tls is not None:  # last: the lines after `listener` belong to it
+            lines += self.tls.config_lines(self.tls_port, self.host)
         return "\n".join(lines) + "\n"
 
     @property
@@ -88,6 +134,7 @@ class Mosquitto:
         """Start the broker (same port and data dir as before); return once it accepts TCP."""
         if self.running:
             raise RuntimeError("mosquitto is already running")
+        self.conf_path.write_text(self._config())
         with self.log_path.open("ab") as log:
             self._proc = subprocess.Popen(
                 [mosquitto_binary(), "-c", str(self.conf_path)],
@@ -96,7 +143,8 @@ class Mosquitto:
                 stdin=subprocess.DEVNULL,
             )
         deadline = time.monotonic() + timeout
-        while not port_accepts(self.host, self.port):
+        ports = [self.port] + ([self.tls_port] if self.tls is not None else [])
+        while not all(port_accepts(self.host, port) for port in ports):
             if not self.running:
                 raise RuntimeError(f"mosquitto exited at start-up:\n{self.log_text()}")
             if time.monotonic() > deadline:
@@ -115,9 +163,15 @@ class Mosquitto:
         self._end(signal.SIGKILL, 10.0)
 
     def sighup(self) -> None:
-        """Ask the broker to reload its config (password file, ACL)."""
+        """Ask the broker to reload its config (password file, ACL, `allow_anonymous`, and
+        the listeners' certificate and key files, but not their CA file)."""
         if self._proc is not None and self.running:
             self._proc.send_signal(signal.SIGHUP)
+
+    def reload(self) -> None:
+        """Write the configuration from this object's settings again, then sighup()."""
+        self.conf_path.write_text(self._config())
+        self.sighup()
 
     def _end(self, sig: signal.Signals, timeout: float) -> None:
         proc, self._proc = self._proc, None
