@@ -24,9 +24,9 @@ from .controller.side import ControllerSide
 from .errors import TopicError
 from .exposer.hap_adapter import quiet_hap_protocol_logging
 from .exposer.side import ExposerSide
+from .instance_lock import DataDirLock
 from .mqtt import topics
 from .mqtt.link import IncomingMessage, MqttLink
-from .store import ensure_private_dir
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -52,9 +52,16 @@ class App:
         self.controller: ControllerSide | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Run until `stop` is set; then say goodbye on MQTT and stop in reverse order."""
+        """Run until `stop` is set; then say goodbye on MQTT and stop in reverse order.
+
+        Raises DataDirInUseError at once when another bridge runs on the same data_dir.
+        """
         quiet_hap_protocol_logging()
-        ensure_private_dir(self.config.data_dir)
+        with DataDirLock(self.config.data_dir):
+            await self._run(stop)
+        _LOGGER.info("Stopped")
+
+    async def _run(self, stop: asyncio.Event) -> None:
         interfaces = self.config.zeroconf_interfaces
         zeroconf = AsyncZeroconf(interfaces=list(interfaces) if interfaces else InterfaceChoice.All)
         try:
@@ -76,9 +83,11 @@ class App:
             await self.exposer.start()
             await self.controller.start()
             link_task = asyncio.get_running_loop().create_task(self.link.run())
+            _LOGGER.info("%s", self._ready_line())
             try:
                 await stop.wait()
             finally:
+                _LOGGER.info("Stopping")
                 await self.controller.stop()  # publishes the mirrors' `offline` first
                 await self.link.close()
                 link_task.cancel()
@@ -87,6 +96,22 @@ class App:
                 await self.exposer.stop()
         finally:
             await zeroconf.async_close()
+
+    def _ready_line(self) -> str:
+        """One line saying what runs: where HAP listens, paired or not, what it shows."""
+        exposer, controller = self.exposer, self.controller
+        assert exposer is not None and controller is not None
+        homekit, mqtt = self.config.homekit, self.config.mqtt
+        pairing = (
+            "paired" if exposer.paired else "not paired yet (setup code on the terminal)"
+        )
+        return (
+            f"Ready: HomeKit bridge {homekit.name!r} on port {homekit.port} "
+            f"(listening on {homekit.address}, announced as {exposer.driver.state.address}), "
+            f"{pairing}; {len(exposer.bridge.accessories)} MQTT device(s) shown, "
+            f"{len(controller.sessions)} HomeKit pairing(s); "
+            f"MQTT broker {mqtt.host}:{mqtt.port}"
+        )
 
     def _info(self) -> dict[str, Any]:
         exposer = self.exposer

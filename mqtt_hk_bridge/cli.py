@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 from . import __version__
 from .app import App
@@ -15,8 +16,10 @@ from .config import Config, load
 from .controller import commands as controller_commands
 from .errors import BridgeError
 from .exposer.pair_setup import reset_pair_setup_attempts
+from .preflight import load_for_commands, load_for_run
 
 DEFAULT_CONFIG = Path("bridge.yaml")
+CONFIG_HELP = "the configuration file (default: ./bridge.yaml)"
 
 
 def _setup_logging(level: str) -> None:
@@ -35,14 +38,14 @@ async def _run(config: Config) -> None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    config = load(args.config)
+    config = load_for_run(args.config)
     _setup_logging(args.log_level or config.log_level)
     asyncio.run(_run(config))
     return 0
 
 
 def _cmd_controller(args: argparse.Namespace) -> int:
-    config = load(args.config)
+    config = load_for_commands(args.config)
     _setup_logging("warning")
     return controller_commands.run(config, args)
 
@@ -56,33 +59,58 @@ def _cmd_reset_pair_setup(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    load(args.config)
+    load_for_run(args.config)
     print(f"{args.config}: OK")
     return 0
 
 
+def _add_command(sub: Any, name: str, summary: str, details: str = "") -> argparse.ArgumentParser:
+    """A subcommand whose `-h` starts with the same sentence the command list shows."""
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name, help=summary, description=f"{summary[0].upper()}{summary[1:]}. {details}".strip()
+    )
+    return parser
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="mqtt-hk-bridge", description="Bridge an MQTT broker and Apple HomeKit."
+        prog="mqtt-hk-bridge",
+        description="Bridge an MQTT broker and Apple HomeKit, in both directions.",
+        epilog="`mqtt-hk-bridge <command> -h` describes a command. The daemon is `run`.",
     )
     parser.add_argument("--version", action="version", version=__version__)
-    parser.add_argument(
-        "-c", "--config", type=Path, default=DEFAULT_CONFIG, help="bridge.yaml to use"
+    parser.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG, help=CONFIG_HELP)
+    sub = parser.add_subparsers(dest="command", title="commands", metavar="<command>")
+    run = _add_command(
+        sub,
+        "run",
+        "run the bridge",
+        "Stops on SIGTERM or Ctrl-C; prints the HomeKit setup code while unpaired.",
     )
-    sub = parser.add_subparsers(dest="command")
-    run = sub.add_parser("run", help="run the bridge (the default)")
-    run.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    run.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        help="overrides log_level of the configuration file",
+    )
     run.set_defaults(func=_cmd_run)
-    check = sub.add_parser("check-config", help="validate bridge.yaml and exit")
+    check = _add_command(
+        sub,
+        "check-config",
+        "check bridge.yaml and this host the way `run` would, then exit",
+        "Prints `<file>: OK`, or every problem `run` would stop on, each naming its key.",
+    )
     check.set_defaults(func=_cmd_check)
-    reset = sub.add_parser(
+    reset = _add_command(
+        sub,
         "reset-pair-setup",
-        help="unlock pairing after 100 wrong setup codes (run on the bridge's machine)",
+        "unlock pairing after 100 wrong setup codes (run on the bridge's machine)",
     )
     reset.set_defaults(func=_cmd_reset_pair_setup)
     controller_commands.add_subcommands(sub)
     for subparser in sub.choices.values():
-        subparser.add_argument("-c", "--config", type=Path, default=argparse.SUPPRESS)
+        subparser.add_argument(
+            "-c", "--config", type=Path, default=argparse.SUPPRESS, help=CONFIG_HELP
+        )
         if subparser.get_default("controller_command") is not None:
             subparser.set_defaults(func=_cmd_controller)
     return parser
@@ -92,7 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
-        args = parser.parse_args([*(argv if argv is not None else sys.argv[1:]), "run"])
+        # The daemon is started by name (`run`): a bare command only shows what there is.
+        parser.print_help()
+        return 2
     try:
         return int(args.func(args))
     except BridgeError as err:
