@@ -102,9 +102,7 @@ class App:
         exposer, controller = self.exposer, self.controller
         assert exposer is not None and controller is not None
         homekit, mqtt = self.config.homekit, self.config.mqtt
-        pairing = (
-            "paired" if exposer.paired else "not paired yet (setup code on the terminal)"
-        )
+        pairing = "paired" if exposer.paired else "not paired yet (setup code on the terminal)"
         return (
             f"Ready: HomeKit bridge {homekit.name!r} on port {homekit.port} "
             f"(listening on {homekit.address}, announced as {exposer.driver.state.address}), "

@@ -346,7 +346,9 @@ def _yaml_error(path: Path, err: yaml.MarkedYAMLError) -> str:
     mark = err.problem_mark or err.context_mark
     where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
     problem = err.problem or "cannot parse"
-    context = f" ({err.context} at line {err.context_mark.line + 1})" if (
-        err.context and err.context_mark is not None
-    ) else ""
+    context = (
+        f" ({err.context} at line {err.context_mark.line + 1})"
+        if (err.context and err.context_mark is not None)
+        else ""
+    )
     return f"{where}: not valid YAML: {problem}{context}"

@@ -29,6 +29,9 @@ BRIDGE_EVENT: Final = "event"  # JSON errors and notices a user must see
 BRIDGE_REQUEST: Final = "request"  # request/<action>, JSON body
 BRIDGE_RESPONSE: Final = "response"  # response/<action>, transaction echoed
 
+#: The HAP side's state file in data_dir (keys, pairings, and its device id as `mac`).
+HAP_STATE_FILE: Final = "homekit-state.json"
+
 #: Origin of a device in the catalogue.
 ORIGIN_MQTT: Final = "mqtt"
 ORIGIN_HOMEKIT: Final = "homekit"

@@ -111,7 +111,6 @@ class _QuietPairingRecord(logging.Filter):
         return not str(record.msg).startswith("Paired with %s with permissions")
 
 
-
 _QUIET_PAIRING_RECORD = _QuietPairingRecord()
 
 

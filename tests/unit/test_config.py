@@ -322,8 +322,15 @@ def test_a_bad_duration_says_what_is_allowed(tmp_path: Path, key: str, value: st
 
 @pytest.mark.parametrize(
     ("value", "seconds"),
-    [("300", 300.0), ("'300'", 300.0), ("5m", 300.0), ("1h30m", 5400.0), ("90s", 90.0),
-     ("1.5", 1.5), ("null", None)],
+    [
+        ("300", 300.0),
+        ("'300'", 300.0),
+        ("5m", 300.0),
+        ("1h30m", 5400.0),
+        ("90s", 90.0),
+        ("1.5", 1.5),
+        ("null", None),
+    ],
 )
 def test_durations_as_people_write_them(tmp_path: Path, value: str, seconds: float) -> None:
     config = load(write(tmp_path, f"defaults: {{expire_after: {value}}}\n"), environ={})
