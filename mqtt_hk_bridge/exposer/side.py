@@ -268,11 +268,24 @@ class ExposerSide:
         if change is not Change.STRUCTURE:
             return
         self._dirty = True
+        shown_before = device_id in self._accessories
         device = self.registry.devices.get(device_id)
         if device is None:
             self._unexpose(device_id)
         else:
             self._expose(device)
+        accessory = self._accessories.get(device_id)
+        if accessory is not None and device is not None:
+            _LOGGER.info(
+                "MQTT device %s %s the bridge as %r (aid %d): %s",
+                device_id,
+                "changed on" if shown_before else "added to",
+                accessory.display_name,
+                accessory.aid,
+                ", ".join(str(key) for key in device.exposed_services),
+            )
+        elif shown_before:
+            _LOGGER.info("MQTT device %s left the bridge", device_id)
         self._schedule_config_refresh()
         self._api.catalogue_changed()
 
@@ -451,7 +464,10 @@ class ExposerSide:
                         "name": name,
                         "format": info.format,
                         "perms": list(info.perms),
-                        "value": values[name],
+                        # Its live value is retained there; a copy here would go stale.
+                        "topic": state_topic(
+                            self._config.base_topic, device.device_id, CharKey(key, name)
+                        ),
                         **({"unit": info.unit} if info.unit else {}),
                     }
                 )
