@@ -28,7 +28,11 @@ from typing import Any, TextIO
 
 from aiohomekit.characteristic_cache import CharacteristicCacheMemory
 from aiohomekit.controller import Controller
-from aiohomekit.exceptions import AccessoryNotFoundError, HomeKitException
+from aiohomekit.exceptions import (
+    AccessoryDisconnectedError,
+    AccessoryNotFoundError,
+    HomeKitException,
+)
 from zeroconf.asyncio import AsyncZeroconf
 
 from ..config import Config
@@ -584,6 +588,9 @@ async def run_async(config: Config, args: argparse.Namespace, out: TextIO = sys.
         return await command(config, args, out)
     except (BridgeError, PairingError) as err:
         print(f"error: {err}", file=sys.stderr)
+        return 1
+    except (AccessoryDisconnectedError, AccessoryNotFoundError, OSError, TimeoutError) as err:
+        print(f"error: cannot reach the accessory: {err or type(err).__name__}", file=sys.stderr)
         return 1
     except HomeKitException as err:
         print(f"error: {type(err).__name__}: {err}", file=sys.stderr)
