@@ -15,8 +15,9 @@ from .app import App
 from .config import Config, load
 from .controller import commands as controller_commands
 from .errors import BridgeError
+from .exposer.hap_adapter import announced_address
 from .exposer.pair_setup import reset_pair_setup_attempts
-from .preflight import load_for_commands, load_for_run
+from .preflight import LISTEN_ALL, load_for_commands, load_for_run
 
 DEFAULT_CONFIG = Path("bridge.yaml")
 CONFIG_HELP = "the configuration file (default: ./bridge.yaml)"
@@ -59,8 +60,13 @@ def _cmd_reset_pair_setup(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    load_for_run(args.config)
+    config = load_for_run(args.config)
     print(f"{args.config}: OK")
+    if config.homekit.address in LISTEN_ALL:
+        # What `run` would warn about: the address mDNS announces had to be guessed.
+        _, notice = announced_address(config.homekit.advertised_address)
+        if notice is not None:
+            print(f"note: {notice}")
     return 0
 
 

@@ -157,6 +157,18 @@ async def test_listening_on_all_addresses_starts_without_a_default_route(
         homekit["advertised_address"] = advertised
     # The broker is out of reach in there; HAP must start all the same.
     config = write_config(tmp_path / "bridge.yaml", free_port(), homekit=homekit)
+    notice = "set homekit.advertised_address to the address the Home app should use"
+    checked = subprocess.run(
+        _in_new_netns([sys.executable, "-m", "mqtt_hk_bridge", "check-config", "-c", str(config)]),
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert (checked.returncode, checked.stderr) == (0, ""), checked
+    assert checked.stdout.startswith(f"{config}: OK\n")
+    assert (notice in checked.stdout) == (advertised is None), checked.stdout
     hap_port = yaml.safe_load(config.read_text())["homekit"]["port"]
     log = tmp_path / "bridge.log"
     with log.open("wb") as err:
@@ -176,7 +188,6 @@ async def test_listening_on_all_addresses_starts_without_a_default_route(
         text = log.read_text()
         assert "Traceback" not in text, text
         assert f"(listening on 0.0.0.0, announced as {announced})" in text, text
-        notice = "set homekit.advertised_address to the address the Home app should use"
         assert (notice in text) == (advertised is None), text
         # The HAP server answers inside the namespace (the bridge's own, entered by pid).
         enter = ["nsenter", "-t", str(proc.pid), "-n"]
