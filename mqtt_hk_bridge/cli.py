@@ -8,7 +8,6 @@ import logging
 import signal
 import sys
 from pathlib import Path
-from typing import Any
 
 from . import __version__
 from .app import App
@@ -70,14 +69,6 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_command(sub: Any, name: str, summary: str, details: str = "") -> argparse.ArgumentParser:
-    """A subcommand whose `-h` starts with the same sentence the command list shows."""
-    parser: argparse.ArgumentParser = sub.add_parser(
-        name, help=summary, description=f"{summary[0].upper()}{summary[1:]}. {details}".strip()
-    )
-    return parser
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mqtt-hk-bridge",
@@ -87,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=__version__)
     parser.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG, help=CONFIG_HELP)
     sub = parser.add_subparsers(dest="command", title="commands", metavar="<command>")
-    run = _add_command(
+    run = controller_commands.add_command(
         sub,
         "run",
         "run the bridge",
@@ -99,14 +90,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="overrides log_level of the configuration file",
     )
     run.set_defaults(func=_cmd_run)
-    check = _add_command(
+    check = controller_commands.add_command(
         sub,
         "check-config",
         "check bridge.yaml and this host the way `run` would, then exit",
         "Prints `<file>: OK`, or every problem `run` would stop on, each naming its key.",
     )
     check.set_defaults(func=_cmd_check)
-    reset = _add_command(
+    reset = controller_commands.add_command(
         sub,
         "reset-pair-setup",
         "unlock pairing after 100 wrong setup codes (run on the bridge's machine)",

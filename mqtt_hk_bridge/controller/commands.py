@@ -475,17 +475,19 @@ _ALIAS_HELP = "the pairing's alias, as given to `pair` (see `list-pairings`)"
 _JSON_HELP = "print JSON instead of text"
 
 
-def _command(subparsers: Any, name: str, summary: str, details: str) -> argparse.ArgumentParser:
+def add_command(
+    subparsers: Any, name: str, summary: str, details: str = ""
+) -> argparse.ArgumentParser:
     """A subcommand whose `-h` starts with the sentence the command list shows."""
     parser: argparse.ArgumentParser = subparsers.add_parser(
-        name, help=summary, description=f"{summary[0].upper()}{summary[1:]}. {details}"
+        name, help=summary, description=f"{summary[0].upper()}{summary[1:]}. {details}".strip()
     )
     return parser
 
 
 def add_subcommands(subparsers: Any) -> None:
     """Add the controller commands to the CLI's subparsers; `run()` executes one."""
-    p = _command(
+    p = add_command(
         subparsers,
         "discover",
         "list HomeKit accessories on the network",
@@ -496,7 +498,7 @@ def add_subcommands(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true", help=_JSON_HELP)
     p.set_defaults(controller_command=_cmd_discover)
 
-    p = _command(
+    p = add_command(
         subparsers,
         "pair",
         "pair with a HomeKit accessory",
@@ -508,7 +510,7 @@ def add_subcommands(subparsers: Any) -> None:
     p.add_argument("--alias", required=True, help="device id on MQTT, e.g. kitchen")
     p.set_defaults(controller_command=_cmd_pair)
 
-    p = _command(
+    p = add_command(
         subparsers,
         "unpair",
         "remove a pairing",
@@ -518,7 +520,7 @@ def add_subcommands(subparsers: Any) -> None:
     p.add_argument("--force", action="store_true", help="forget it even if unreachable")
     p.set_defaults(controller_command=_cmd_unpair)
 
-    p = _command(
+    p = add_command(
         subparsers,
         "list-pairings",
         "show the stored pairings, each checked live",
@@ -528,7 +530,7 @@ def add_subcommands(subparsers: Any) -> None:
     p.add_argument("--json", action="store_true", help=_JSON_HELP)
     p.set_defaults(controller_command=_cmd_list_pairings)
 
-    p = _command(
+    p = add_command(
         subparsers,
         "accessories",
         "show a paired accessory's database",
@@ -545,7 +547,7 @@ def add_subcommands(subparsers: Any) -> None:
     p.add_argument("alias", help=_ALIAS_HELP)
     p.set_defaults(controller_command=_cmd_accessories)
 
-    p = _command(
+    p = add_command(
         subparsers,
         "get",
         "read characteristics",
@@ -555,7 +557,7 @@ def add_subcommands(subparsers: Any) -> None:
     p.add_argument("ids", nargs="+", metavar="aid.iid", help="accessory and instance id, e.g. 2.10")
     p.set_defaults(controller_command=_cmd_get)
 
-    p = _command(
+    p = add_command(
         subparsers,
         "put",
         "write characteristics",
@@ -571,7 +573,7 @@ def add_subcommands(subparsers: Any) -> None:
     )
     p.set_defaults(controller_command=_cmd_put)
 
-    p = _command(
+    p = add_command(
         subparsers,
         "watch",
         "print events until interrupted",
