@@ -102,7 +102,13 @@ class BridgeApi:
         response: dict[str, Any]
         try:
             text = payload_text(payload)
-            parsed = json.loads(text) if text else {}
+            try:
+                parsed = json.loads(text) if text else {}
+            except ValueError:
+                raise PayloadError(
+                    f"request payload is not JSON (got {text[:40]!r}); send an object such "
+                    'as {"transaction": 1}, or nothing'
+                ) from None
             if not isinstance(parsed, dict):
                 raise PayloadError("a request body must be a JSON object")
             body = parsed

@@ -22,12 +22,13 @@ from .controller.side import ControllerSide
 from .exposer.hap_adapter import quiet_hap_protocol_logging
 from .exposer.side import ExposerSide
 from .health import HEALTH_FILE, Health, HealthReporter
+from .instance_lock import DataDirLock
 from .mqtt import topics
 from .mqtt.failures import EVENT_CONNECT_FAILED, Outage
 from .mqtt.link import MqttLink
 from .resources import log_exhaustion_once, raise_fd_limit
 from .routing import Router
-from .store import ensure_private_dir, take_restorations
+from .store import take_restorations
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -51,12 +52,19 @@ class App:
         self.controller: ControllerSide | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Run until `stop` is set; then say goodbye on MQTT and stop in reverse order."""
+        """Run until `stop` is set; then say goodbye on MQTT and stop in reverse order.
+
+        Raises DataDirInUseError at once when another bridge runs on the same data_dir.
+        """
         quiet_hap_protocol_logging()
         fd_limit = raise_fd_limit()
         _LOGGER.debug("Open-file limit: %d", fd_limit)
         log_exhaustion_once(asyncio.get_running_loop())
-        ensure_private_dir(self.config.data_dir)
+        with DataDirLock(self.config.data_dir):
+            await self._run(stop)
+        _LOGGER.info("Stopped")
+
+    async def _run(self, stop: asyncio.Event) -> None:
         interfaces = self.config.zeroconf_interfaces
         zeroconf = AsyncZeroconf(interfaces=list(interfaces) if interfaces else InterfaceChoice.All)
         try:
@@ -86,9 +94,11 @@ class App:
             link_task = asyncio.get_running_loop().create_task(self.link.run())
             health = HealthReporter(self.config.data_dir / HEALTH_FILE, self._health)
             health.start()
+            _LOGGER.info("%s", self._ready_line())
             try:
                 await stop.wait()
             finally:
+                _LOGGER.info("Stopping")
                 await health.stop()
                 await self.controller.stop()  # publishes the mirrors' `offline` first
                 await self.link.close()
@@ -103,6 +113,20 @@ class App:
         """State files that start-up (or later) had to take from their .bak, once each."""
         for message in take_restorations():
             self.api.event("state_file_restored", message)
+
+    def _ready_line(self) -> str:
+        """One line saying what runs: where HAP listens, paired or not, what it shows."""
+        exposer, controller = self.exposer, self.controller
+        assert exposer is not None and controller is not None
+        homekit, mqtt = self.config.homekit, self.config.mqtt
+        pairing = "paired" if exposer.hap.paired else "not paired yet (setup code on the terminal)"
+        return (
+            f"Ready: HomeKit bridge {homekit.name!r} on port {homekit.port} "
+            f"(listening on {homekit.address}, announced as {exposer.hap.announced_address}), "
+            f"{pairing}; {exposer.hap.bridged_count} MQTT device(s) shown, "
+            f"{len(controller.sessions)} HomeKit pairing(s); "
+            f"MQTT broker {mqtt.host}:{mqtt.port}"
+        )
 
     def _info(self) -> dict[str, Any]:
         exposer = self.exposer

@@ -6,6 +6,7 @@ come from the environment instead of the file, so a compose file need not hold t
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from collections.abc import Mapping
@@ -19,6 +20,7 @@ import yaml
 from . import const
 from .controller.settings import SCHEMA as CONTROLLER_SCHEMA
 from .controller.settings import ControllerSettings
+from .durations import duration
 from .errors import ConfigError
 
 #: Environment variables that override a key: secrets kept out of bridge.yaml, and what a
@@ -76,17 +78,27 @@ def device_id(value: Any) -> str:
     return text
 
 
+def whole_number(value: Any) -> int:
+    """An integer as written (`1883`, `"1883"`); `1883.5` or `true` is refused, not cut."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    raise vol.Invalid(f"expected a whole number, got {value!r}")
+
+
 SECTIONS = ("mqtt", "homekit", "zeroconf", "defaults", "devices", "timing", "controller")
-PORT = vol.All(vol.Coerce(int), vol.Range(min=1, max=65535))
-SECONDS = vol.All(vol.Coerce(float), vol.Range(min=0.0))
+PORT = vol.All(whole_number, vol.Range(min=1, max=65535))
+#: Silence before "No Response" or removal: shorter than a second is a typo, not a policy.
+SILENCE = duration(1.0, never=True)
 COMMAND_TOPIC = vol.In([COMMAND_TOPIC_SET, COMMAND_TOPIC_SAME])
 
 DEVICE_OPTIONS = {
     vol.Optional("name"): vol.All(str, vol.Length(min=1, max=64)),
     vol.Optional("command_topic"): COMMAND_TOPIC,
     vol.Optional("retain_commands"): bool,
-    vol.Optional("expire_after"): vol.Any(None, SECONDS),
-    vol.Optional("remove_after"): vol.Any(None, SECONDS),
+    vol.Optional("expire_after"): SILENCE,
+    vol.Optional("remove_after"): SILENCE,
 }
 
 SCHEMA = vol.Schema(
@@ -133,19 +145,23 @@ SCHEMA = vol.Schema(
         vol.Optional("defaults", default={}): {
             vol.Optional("command_topic", default=COMMAND_TOPIC_SET): COMMAND_TOPIC,
             vol.Optional("retain_commands", default=False): bool,
-            vol.Optional("expire_after", default=None): vol.Any(None, SECONDS),
-            vol.Optional("remove_after", default=None): vol.Any(None, SECONDS),
+            vol.Optional("expire_after", default=None): SILENCE,
+            vol.Optional("remove_after", default=None): SILENCE,
         },
         vol.Optional("devices", default={}): vol.Schema({device_id: DEVICE_OPTIONS}),
         vol.Optional("controller", default={}): CONTROLLER_SCHEMA,
         # Tuning; the defaults are the documented behaviour, tests shorten them.
         vol.Optional("timing", default={}): {
-            vol.Optional("event_window", default=const.DEFAULT_EVENT_WINDOW): SECONDS,
-            vol.Optional("config_debounce", default=const.DEFAULT_CONFIG_DEBOUNCE): SECONDS,
+            vol.Optional("event_window", default=const.DEFAULT_EVENT_WINDOW): duration(0),
+            vol.Optional("config_debounce", default=const.DEFAULT_CONFIG_DEBOUNCE): duration(0),
+            # A shorter flush interval would spin the loop writing the same file.
             vol.Optional(
                 "state_flush_interval", default=const.DEFAULT_STATE_FLUSH_INTERVAL
-            ): SECONDS,
-            vol.Optional("reconnect_max", default=const.DEFAULT_RECONNECT_MAX): SECONDS,
+            ): duration(0.1),
+            # The backoff starts at DEFAULT_RECONNECT_MIN; a lower cap would retry in a loop.
+            vol.Optional("reconnect_max", default=const.DEFAULT_RECONNECT_MAX): duration(
+                const.DEFAULT_RECONNECT_MIN
+            ),
         },
     },
     extra=vol.PREVENT_EXTRA,
@@ -226,9 +242,50 @@ class Config:
         return self.devices.get(device_id, self.defaults)
 
 
+def mapping_in(schema: Any) -> dict[Any, Any] | None:
+    """The mapping a schema validates, looking inside `Schema` and `Any` (`tls: {...}` or
+    nothing); None when it validates no mapping."""
+    if isinstance(schema, vol.Schema):
+        schema = schema.schema
+    if isinstance(schema, vol.Any):
+        found = [mapping_in(choice) for choice in schema.validators]
+        return next((mapping for mapping in found if mapping is not None), None)
+    return schema if isinstance(schema, dict) else None
+
+
+def _keys_at(schema: Any, path: list[Any]) -> list[str]:
+    """The keys the schema allows in the mapping at `path` (a device id stands for any)."""
+    for part in path:
+        schema = mapping_in(schema)
+        if schema is None:
+            return []
+        named = {key.schema: value for key, value in schema.items() if isinstance(key, vol.Marker)}
+        if part in named:
+            schema = named[part]
+        else:
+            others = [value for key, value in schema.items() if not isinstance(key, vol.Marker)]
+            if not others:
+                return []
+            schema = others[0]
+    schema = mapping_in(schema)
+    if schema is None:
+        return []
+    return sorted(str(key.schema) for key in schema if isinstance(key, vol.Marker))
+
+
 def _format_invalid(source: str, err: vol.Invalid) -> str:
     path = ".".join(str(part) for part in err.path) or "(top level)"
-    return f"{source}: {path}: {err.msg}"
+    message = err.msg
+    if message == "extra keys not allowed" and err.path:
+        known = _keys_at(SCHEMA, err.path[:-1])
+        close = difflib.get_close_matches(str(err.path[-1]), known, n=1)
+        if close:
+            message = f"unknown key; did you mean {close[0]!r}?"
+        elif known:
+            message = f"unknown key; the keys here are {', '.join(known)}"
+        else:
+            message = "unknown key"
+    return f"{source}: {path}: {message}"
 
 
 def parse(
@@ -344,8 +401,23 @@ def load(path: Path, environ: Mapping[str, str] | None = None) -> Config:
         raise ConfigError(f"{path}: cannot read the configuration: {err.strerror}") from err
     try:
         raw = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as err:
+        raise ConfigError(_yaml_error(path, err)) from err
     except yaml.YAMLError as err:
         raise ConfigError(f"{path}: not valid YAML: {err}") from err
     # The file's folder whatever its name: `-c /etc/bridge/config` must not put the state
     # (the HAP keys) in whatever directory the service happened to start in.
     return parse(raw, str(path), environ, base_dir=path.parent)
+
+
+def _yaml_error(path: Path, err: yaml.MarkedYAMLError) -> str:
+    """`bridge.yaml:3:7: not valid YAML: <problem> (<context>)`, as compilers say it."""
+    mark = err.problem_mark or err.context_mark
+    where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(path)
+    problem = err.problem or "cannot parse"
+    context = (
+        f" ({err.context} at line {err.context_mark.line + 1})"
+        if (err.context and err.context_mark is not None)
+        else ""
+    )
+    return f"{where}: not valid YAML: {problem}{context}"

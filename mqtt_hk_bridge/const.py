@@ -32,6 +32,9 @@ BRIDGE_RESPONSE: Final = "response"  # response/<action>, transaction echoed
 #: Where an accessory-side device comes from: our own topic layout (the default source).
 SOURCE_HOMEKIT_TOPICS: Final = "homekit_topics"
 
+#: The HAP side's state file in data_dir (keys, pairings, and its device id as `mac`).
+HAP_STATE_FILE: Final = "homekit-state.json"
+
 #: Origin of a device in the catalogue.
 ORIGIN_MQTT: Final = "mqtt"
 ORIGIN_HOMEKIT: Final = "homekit"

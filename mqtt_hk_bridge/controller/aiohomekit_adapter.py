@@ -12,10 +12,15 @@ docs/libraries.md says what to check when aiohomekit changes.
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Callable, Iterator
 
+from aiohomekit import protocol
+from aiohomekit.characteristic_cache import CharacteristicCacheMemory
 from aiohomekit.controller import Controller
 from aiohomekit.controller.abstract import AbstractPairing
+from aiohomekit.crypto.srp import HK_KEY_LENGTH, SrpClient
 from aiohomekit.exceptions import TransportNotSupportedError
 from aiohomekit.zeroconf import (
     HAP_TYPE_TCP,
@@ -33,9 +38,10 @@ TARGETED_VERSION = "4.0.1"
 
 
 async def start_controller(
-    zeroconf: AsyncZeroconf,
+    zeroconf: AsyncZeroconf, char_cache: CharacteristicCacheMemory | None = None
 ) -> tuple[Controller, list[AsyncServiceBrowser]]:
-    """aiohomekit's Controller on the shared zeroconf.
+    """aiohomekit's Controller on the shared zeroconf (and `char_cache`, its cache of
+    accessory databases, when given).
 
     Its Controller refuses a zeroconf nobody browses both HAP types on; browsers are added
     for the types nobody browses yet (returned, to cancel at stop).
@@ -55,7 +61,7 @@ async def start_controller(
         if missing
         else []
     )
-    controller = Controller(async_zeroconf_instance=zeroconf)
+    controller = Controller(async_zeroconf_instance=zeroconf, char_cache=char_cache)
     await controller.async_start()
     return controller, browsers
 
@@ -86,3 +92,45 @@ def drop_unregistered_pairing(controller: Controller, alias: str) -> None:
         stray = transport.pairings.get(alias)
         if stray is not None and str(stray.id).lower() != alias.lower():
             transport.pairings.pop(alias, None)
+
+
+# ---- pair-setup ---------------------------------------------------------------------------
+
+
+def srp_padding_differs(client: SrpClient) -> bool:
+    """Whether HAP-python 5.0-5.2 computes another proof than aiohomekit 4.0.1 from these
+    SRP values even with the right setup code. HAP-python drops leading zero bytes where
+    aiohomekit keeps them: in B as it is sent (so the two compute different u), in the
+    shared secret S (different session keys) and in the session key K (different proofs).
+    Each happens in about 1 pair-setup in 256; when none does, a refused proof at M4 can
+    only mean a wrong code."""
+    if client.B_b is None:
+        return False
+    if len(client.B_b) < HK_KEY_LENGTH:
+        return True
+    if client.get_shared_secret() < 1 << (8 * (HK_KEY_LENGTH - 1)):
+        return True
+    return client.get_session_key_bytes()[0] == 0
+
+
+@contextlib.contextmanager
+def watch_srp_padding() -> Iterator[Callable[[], bool]]:
+    """While inside, aiohomekit's pair-setup records its SRP clients; the function yielded
+    says whether any of them met `srp_padding_differs`.
+
+    4.0.1 keeps its SrpClient inside the pair-setup state machine (protocol.py builds it by
+    its module-level name), so the name is pointed at a recording subclass for this long.
+    """
+    made: list[SrpClient] = []
+
+    class RecordingSrpClient(SrpClient):
+        def __init__(self, username: str, password: str) -> None:
+            super().__init__(username, password)
+            made.append(self)
+
+    original = protocol.SrpClient  # type: ignore[attr-defined]
+    protocol.SrpClient = RecordingSrpClient  # type: ignore[attr-defined]
+    try:
+        yield lambda: any(srp_padding_differs(client) for client in made)
+    finally:
+        protocol.SrpClient = original  # type: ignore[attr-defined]

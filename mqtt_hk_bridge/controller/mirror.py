@@ -278,9 +278,9 @@ class AccessoryMirror:
                     "iid": char.iid,
                     "format": char.info.format,
                     "perms": list(char.info.perms),
+                    # Its live value is retained there; a copy here would go stale.
+                    "topic": char.topic,
                 }
-                if char.char_id in self.values:
-                    entry["value"] = self.values[char.char_id]
                 for field in ("min_value", "max_value", "min_step", "unit"):
                     if getattr(char.info, field) is not None:
                         entry[field] = getattr(char.info, field)

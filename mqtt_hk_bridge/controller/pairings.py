@@ -19,13 +19,18 @@ from aiohomekit.controller.abstract import AbstractPairing
 from aiohomekit.exceptions import (
     AccessoryNotFoundError,
     AuthenticationError,
+    BackoffError,
+    BusyError,
     HomeKitException,
+    MaxPeersError,
+    MaxTriesError,
+    UnavailableError,
 )
 
 from .. import const
-from ..errors import BridgeError
+from ..errors import BridgeError, StateFileError
 from ..store import JsonStore, ensure_private_dir
-from .aiohomekit_adapter import drop_unregistered_pairing, loaded_pairing
+from .aiohomekit_adapter import drop_unregistered_pairing, loaded_pairing, watch_srp_padding
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -41,6 +46,10 @@ PairingData = dict[str, Any]
 
 class PairingError(BridgeError):
     """A pairing request that cannot be done (unknown alias, alias taken, bad alias)."""
+
+
+class WrongSetupCodeError(PairingError):
+    """The accessory refused the setup code's proof (and no encoding quirk explains it)."""
 
 
 def check_alias(alias: str) -> str:
@@ -178,8 +187,21 @@ def normalize_setup_code(code: str) -> str:
     return "-".join(match.groups())
 
 
-def describe_discovery(discovery: Any, store: PairingStore) -> dict[str, Any]:
-    """One discovered accessory as `discover` reports it."""
+def own_hap_device_id(data_dir: Path) -> str | None:
+    """The device id this bridge's own HAP side announces (lower case), once it has one."""
+    try:
+        state = JsonStore(data_dir / const.HAP_STATE_FILE).load()
+    except StateFileError:
+        return None  # the daemon stops on that itself; here it only marks a listing
+    mac = state.get("mac") if isinstance(state, dict) else None
+    return str(mac).lower() if mac else None
+
+
+def describe_discovery(
+    discovery: Any, store: PairingStore, own_device_id: str | None = None
+) -> dict[str, Any]:
+    """One discovered accessory as `discover` reports it; `this_bridge` marks the bridge's
+    own HAP side, which every controller on the network sees too."""
     description = discovery.description
     return {
         "device_id": description.id,
@@ -192,12 +214,15 @@ def describe_discovery(discovery: Any, store: PairingStore) -> dict[str, Any]:
         "config_num": description.config_num,
         "paired": bool(discovery.paired),
         "alias": store.alias_of(description.id),
+        "this_bridge": own_device_id is not None and description.id.lower() == own_device_id,
     }
 
 
-def discoveries(controller: Controller, store: PairingStore) -> list[dict[str, Any]]:
+def discoveries(
+    controller: Controller, store: PairingStore, own_device_id: str | None = None
+) -> list[dict[str, Any]]:
     found = [
-        describe_discovery(discovery, store)
+        describe_discovery(discovery, store, own_device_id)
         for transport in controller.transports.values()
         for discovery in list(transport.discoveries.values())
     ]
@@ -206,9 +231,36 @@ def discoveries(controller: Controller, store: PairingStore) -> list[dict[str, A
 
 #: aiohomekit 4.0.1 and HAP-python 5.0-5.2 encode SRP values with a leading zero byte
 #: differently, so about 1 pair-setup in 85 fails at M4 with the right code; a second
-#: attempt with fresh SRP values succeeds. A wrong code thus costs the accessory 2 of its
-#: allowed attempts, not 1.
+#: attempt with fresh SRP values succeeds. Only such a failure is retried (the values show
+#: it: `srp_padding_differs`); any other refused proof is a wrong code, and costs the
+#: accessory one of its allowed attempts, not two.
 PAIR_SETUP_ATTEMPTS = 2
+
+
+def _pair_setup_refusal(device_id: str, err: HomeKitException) -> PairingError | None:
+    """What an accessory's pair-setup error means for the person pairing, if we know."""
+    if isinstance(err, MaxTriesError):
+        return PairingError(
+            f"{device_id} refuses pair-setup after too many wrong setup codes; reset the "
+            "accessory (see its manual) to pair again"
+        )
+    if isinstance(err, BackoffError):
+        return PairingError(
+            f"{device_id} refuses pair-setup for a while after wrong setup codes; try again "
+            "in a minute"
+        )
+    if isinstance(err, BusyError):
+        return PairingError(f"{device_id} is busy pairing with another controller; try again")
+    if isinstance(err, UnavailableError):
+        return PairingError(
+            f"{device_id} is already paired with another controller; remove it there (or "
+            "reset the accessory) first"
+        )
+    if isinstance(err, MaxPeersError):
+        return PairingError(
+            f"{device_id} has no room for another pairing; remove one of its controllers first"
+        )
+    return None
 
 
 async def pair_accessory(
@@ -219,11 +271,12 @@ async def pair_accessory(
     setup_code: str,
     alias: str,
     find_timeout: float,
+    own_device_id: str | None = None,
 ) -> AbstractPairing:
     """Pair-setup with an accessory found on the network; persisted before it is returned.
 
-    Raises PairingError (alias taken, device already ours or paired elsewhere, not found)
-    or aiohomekit's errors (wrong code: AuthenticationError; MaxTries, ...).
+    Raises PairingError (alias taken, device already ours or paired elsewhere, not found,
+    wrong setup code, refused by the accessory) or aiohomekit's other errors.
     """
     check_alias(alias)
     code = normalize_setup_code(setup_code)
@@ -232,6 +285,10 @@ async def pair_accessory(
     existing = store.alias_of(device_id)
     if existing is not None:
         raise PairingError(f"{device_id} is already paired as {existing!r}")
+    if own_device_id is not None and device_id.lower() == own_device_id:
+        raise PairingError(
+            f"{device_id} is this bridge's own HomeKit side; pair it from the Home app"
+        )
     try:
         discovery = await controller.async_find(device_id.lower(), timeout=find_timeout)
     except AccessoryNotFoundError:
@@ -244,15 +301,28 @@ async def pair_accessory(
             "(or reset the accessory) first"
         )
     fresh: Any = None
-    for attempt in range(1, PAIR_SETUP_ATTEMPTS + 1):
-        finish = await discovery.async_start_pairing(alias)
-        try:
-            fresh = await finish(code)
-            break
-        except AuthenticationError:
-            if attempt == PAIR_SETUP_ATTEMPTS:
-                raise
-            _LOGGER.warning("Pair-setup with %s refused at M4; trying once more", device_id)
+    try:
+        for attempt in range(1, PAIR_SETUP_ATTEMPTS + 1):
+            finish = await discovery.async_start_pairing(alias)
+            with watch_srp_padding() as padding_differed:
+                try:
+                    fresh = await finish(code)
+                    break
+                except AuthenticationError:
+                    # Refused twice on such values: a right code does that about once in
+                    # 7,000 pair-setups, a wrong one every time.
+                    if not padding_differed() or attempt == PAIR_SETUP_ATTEMPTS:
+                        raise WrongSetupCodeError(f"wrong setup code for {device_id}") from None
+            _LOGGER.info(
+                "Pair-setup with %s refused on SRP values HAP-python encodes differently "
+                "(a leading zero byte); trying once more with fresh ones",
+                device_id,
+            )
+    except HomeKitException as err:
+        refusal = _pair_setup_refusal(device_id, err)
+        if refusal is None:
+            raise
+        raise refusal from err
     data = dict(fresh.pairing_data)
     await fresh.close()
     return register_new_pairing(controller, store, alias, data)

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 
 import voluptuous as vol
 
-_SECONDS = vol.All(vol.Coerce(float), vol.Range(min=0.0))
-_POSITIVE = vol.All(vol.Coerce(float), vol.Range(min=0.01))
+from ..durations import duration
+
+_POSITIVE = duration(0.01)
 
 #: File under data_dir holding controller pairings (alias -> keys); 0600, atomic.
 DEFAULT_PAIRING_FILE = "controller-pairings.json"
@@ -27,7 +28,7 @@ SCHEMA = vol.Schema(
         # A read or write that takes longer marks the accessory unreachable.
         vol.Optional("request_timeout", default=10.0): _POSITIVE,
         # Slow full read, for accessories that miss events; 0 turns it off.
-        vol.Optional("poll_interval", default=300.0): _SECONDS,
+        vol.Optional("poll_interval", default=300.0): duration(1.0, off=True),
         # How long `discover` listens and `pair` looks for the device id.
         vol.Optional("discover_timeout", default=5.0): _POSITIVE,
         vol.Optional("pairing_file", default=DEFAULT_PAIRING_FILE): vol.All(str, vol.Length(min=1)),

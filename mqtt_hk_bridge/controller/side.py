@@ -32,6 +32,7 @@ from .pairings import (
     PairingError,
     PairingStore,
     discoveries,
+    own_hap_device_id,
     pair_accessory,
     unpair_accessory,
 )
@@ -232,7 +233,7 @@ class ControllerSide:
         wait = float(body.get("timeout", 0) or 0)
         if wait > 0:
             await asyncio.sleep(min(wait, 30.0))  # let zeroconf answers come in
-        return discoveries(controller, self.store)
+        return discoveries(controller, self.store, own_hap_device_id(self._config.data_dir))
 
     async def _pair(self, body: dict[str, Any]) -> dict[str, Any]:
         controller = self._require_controller()
@@ -253,6 +254,7 @@ class ControllerSide:
                     setup_code=setup_code,
                     alias=alias,
                     find_timeout=float(body.get("timeout", self.settings.discover_timeout)),
+                    own_device_id=own_hap_device_id(self._config.data_dir),
                 )
             except HomeKitException as err:
                 raise PairingError(

@@ -140,11 +140,24 @@ class ExposedDevices:
             self.availability_changed(device_id)
 
     def _structure_changed(self, device_id: str) -> None:
+        shown_before = self.hap.shows(device_id)
         device = self.registry.devices.get(device_id)
         if device is None:
             self._hide(device_id)
         else:
             self._show(device)
+        aid = self.hap.aid(device_id)
+        if aid is not None and device is not None:
+            _LOGGER.info(
+                "MQTT device %s %s the bridge as %r (aid %d): %s",
+                device_id,
+                "changed on" if shown_before else "added to",
+                self.display_name(device),
+                aid,
+                ", ".join(str(key) for key in device.exposed_services),
+            )
+        elif shown_before:
+            _LOGGER.info("MQTT device %s left the bridge", device_id)
         self._catalogue_changed()
 
     # -- the Home app -------------------------------------------------------------------

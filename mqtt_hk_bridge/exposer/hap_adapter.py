@@ -13,6 +13,10 @@ What the driver changes:
 - mDNS: advertised on the zeroconf the whole process shares. HAP-python's own advertiser
   closes the zeroconf it was given when the driver stops, so it is switched off
   (`advertise=False`) and the same records are registered here.
+- The announced address: HAP-python asks the routing table for one whenever it is given no
+  `address` (see `announced_address`), which raises on a host without a default route.
+- Listening: a port in use or an address not on this host is a BridgeError naming the key,
+  not an OSError from inside asyncio.
 
 What the handler adds on top of HAP-python's pair-setup (policy in `pair_setup`): our
 persisted 100-try cap (MaxTries), one pair-setup at a time (Busy), at most 16 pairings and no
@@ -53,9 +57,11 @@ from pyhap.hap_protocol import HAPServerProtocol
 from pyhap.hap_server import HAPServer
 from zeroconf.asyncio import AsyncZeroconf
 
-from ..errors import PayloadError
+from ..errors import BridgeError, PayloadError
 from ..homekit.catalog import Catalog
+from ..interfaces import first_lan_address
 from ..mqtt.payloads import coerce
+from ..preflight import describe_listen_error
 from ..store import JsonStore
 from .connection_limits import MAX_UNVERIFIED_PER_SOURCE, UnverifiedConnections
 from .pair_setup import (
@@ -75,6 +81,47 @@ SWEEP_INTERVAL = 5.0
 LIMIT_LOG_INTERVAL = 60.0
 #: HAP pairing permissions (kTLVType_Permissions): what the log says instead of raw bytes.
 _PERMISSIONS = {b"\x00": "user", b"\x01": "admin"}
+#: What mDNS announces when this host has no other address: only this machine reaches it.
+_LOOPBACK = "127.0.0.1"
+
+
+def announced_address(advertised_address: str | None) -> tuple[str, str | None]:
+    """The address HAP-python is given (mDNS announces it), and a notice when it was guessed.
+
+    HAP-python 5.2 calls `util.get_local_address()` (a UDP connect towards 8.8.8.8) whenever
+    its driver gets no `address`, even with `advertised_address` set; on a host without a
+    default route that raises OSError inside the driver's constructor. So an address is
+    always given: the advertised one, the one HAP-python would pick, else a LAN address,
+    else loopback with a notice naming the key to set.
+    """
+    if advertised_address:
+        return advertised_address, None
+    try:
+        return util.get_local_address(), None
+    except OSError:
+        pass
+    lan = first_lan_address()
+    if lan is not None:
+        return lan, (
+            f"This host has no default route: HomeKit is announced on {lan}; set "
+            "homekit.advertised_address if the Home app reaches the bridge elsewhere"
+        )
+    return _LOOPBACK, (
+        f"This host has no network but loopback: HomeKit is announced on {_LOOPBACK}, which "
+        "only this machine reaches; set homekit.advertised_address to the address the "
+        "Home app should use"
+    )
+
+
+class _QuietPairingRecord(logging.Filter):
+    """HAP-python logs each pairing with its permissions as raw bytes (`b'\\x01'`); our
+    own line (`BridgeDriver.pair`) says admin or user, so that record is dropped."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Paired with %s with permissions")
+
+
+_QUIET_PAIRING_RECORD = _QuietPairingRecord()
 
 
 class BridgeDriver(AccessoryDriver):
@@ -95,6 +142,10 @@ class BridgeDriver(AccessoryDriver):
         self._zeroconf = zeroconf
         #: Called after a controller pairs or is removed (bridge/info says "paired").
         self.pairing_changed: Callable[[], None] = lambda: None
+        if kwargs.get("address") is None:
+            kwargs["address"], notice = announced_address(kwargs.get("advertised_address"))
+            if notice is not None:
+                _LOGGER.warning("%s", notice)
         super().__init__(persist_file=str(state_path), advertise=False, **kwargs)
         self.pair_setup_guard = PairSetupGuard(FailedAttempts(state_path.parent / ATTEMPTS_FILE))
         # HAP-python's own server is not started yet: ours replaces it, on the same address.
@@ -167,7 +218,8 @@ class BridgeDriver(AccessoryDriver):
             self.state.remove_paired_client(uuid.UUID(client_username_bytes.decode("utf-8")))
             return False
         _LOGGER.info(
-            "Paired with a controller (%s)",
+            "Paired with controller %s (%s)",
+            bytes(client_username_bytes).decode("utf-8", "replace"),
             _PERMISSIONS.get(bytes(client_permissions), "unknown permissions"),
         )
         self.pairing_changed()
@@ -384,11 +436,16 @@ class GuardedServer(HAPServer):
     async def async_start(self, loop: asyncio.AbstractEventLoop) -> None:
         # HAPServer.async_start names its protocol class inline; the same steps with ours.
         self.loop = loop
-        self.server = await loop.create_server(
-            lambda: GuardedProtocol(loop, self.connections, self.accessory_handler, self),
-            self.addr_port[0],
-            self.addr_port[1],
-        )
+        host, port = self.addr_port
+        try:
+            self.server = await loop.create_server(
+                lambda: GuardedProtocol(loop, self.connections, self.accessory_handler, self),
+                host,
+                port,
+            )
+        except OSError as err:
+            # Taken since start-up was checked (preflight), or not checked at all.
+            raise BridgeError(describe_listen_error(str(host), port, err)) from err
         self.async_cleanup_connections()
         self._sweep_strangers()
 
@@ -439,7 +496,9 @@ class GuardedServer(HAPServer):
 
 
 def quiet_hap_protocol_logging() -> None:
-    """HAP-python logs decrypted traffic at DEBUG; keep it out of our logs (secrets)."""
+    """HAP-python logs decrypted traffic at DEBUG; keep it out of our logs (secrets). Its
+    pairing record with raw permission bytes goes too (ours says admin or user)."""
     logger = logging.getLogger("pyhap.hap_protocol")
     if logger.getEffectiveLevel() < logging.INFO:
         logger.setLevel(logging.INFO)
+    logging.getLogger("pyhap.accessory_driver").addFilter(_QUIET_PAIRING_RECORD)

@@ -52,7 +52,7 @@ class HapBridge:
         self.setup = load_setup(data_dir / "setup.json", homekit.setup_code)
         listen_all = homekit.address in ("0.0.0.0", "::")  # noqa: S104
         self.driver = BridgeDriver(
-            state_path=data_dir / "homekit-state.json",
+            state_path=data_dir / const.HAP_STATE_FILE,
             catalog=catalog,
             loop=asyncio.get_running_loop(),
             address=None if listen_all else homekit.address,
@@ -100,6 +100,11 @@ class HapBridge:
         """The HAP server accepts connections (what a container health check asks)."""
         server = self.driver.http_server.server
         return server is not None and server.is_serving()
+
+    @property
+    def announced_address(self) -> str:
+        """The address mDNS announces (what the Home app connects to)."""
+        return str(self.driver.state.address)
 
     @property
     def hap_device_id(self) -> str:

@@ -9,12 +9,16 @@ from .. import const
 from ..api import BridgeApi
 from ..errors import BridgeError
 from ..homekit.catalog import Catalog
+from ..mqtt.topics import CharKey, state_topic
 from .devices import ExposedDevices
 from .registry import Device
 
 
 class DeviceRequests:
-    def __init__(self, *, api: BridgeApi, catalog: Catalog, devices: ExposedDevices) -> None:
+    def __init__(
+        self, *, api: BridgeApi, base_topic: str, catalog: Catalog, devices: ExposedDevices
+    ) -> None:
+        self._base = base_topic
         self._catalog = catalog
         self._devices = devices
         api.register("device/remove", self._remove)
@@ -35,7 +39,8 @@ class DeviceRequests:
                         "name": name,
                         "format": info.format,
                         "perms": list(info.perms),
-                        "value": values[name],
+                        # Its live value is retained there; a copy here would go stale.
+                        "topic": state_topic(self._base, device.device_id, CharKey(key, name)),
                         **({"unit": info.unit} if info.unit else {}),
                     }
                 )

@@ -64,7 +64,7 @@ class ExposerSide:
         self.devices.add_source(const.SOURCE_HOMEKIT_TOPICS, source)
         router.own_other_devices(source.handle)
         self._availability = AvailabilityWatch(config=config, api=api, devices=self.devices)
-        DeviceRequests(api=api, catalog=catalog, devices=self.devices)
+        DeviceRequests(api=api, base_topic=config.base_topic, catalog=catalog, devices=self.devices)
         self._loops = TaskSet(_LOGGER, "Accessory-side loop")
         self.devices.show_known()
 

@@ -26,6 +26,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from .. import const
 from ..config import TRANSPORT_WEBSOCKETS, MqttConfig
+from ..display import MAX_SHOWN, clipped
 from ..errors import NotConnectedError
 from .failures import Attempt, ConnectFailure, Outage, classify
 from .tls import TlsFileError, tls_context
@@ -75,10 +76,18 @@ class _SocketErrors(logging.Filter):
         args = record.args if isinstance(record.args, tuple) else ()
         errors = [arg for arg in args if isinstance(arg, OSError)]
         if not errors:
+            # paho's packet lines at DEBUG quote whole topics, which anyone may make long.
+            record.args = tuple(_clip(arg) for arg in args)
             return True
         self.last = errors[-1]
         record.levelno, record.levelname = logging.DEBUG, "DEBUG"
         return _CLIENT_LOGGER.isEnabledFor(logging.DEBUG)
+
+
+def _clip(arg: object) -> object:
+    if isinstance(arg, bytes):
+        return arg if len(arg) <= MAX_SHOWN else arg[:MAX_SHOWN] + b"..."
+    return clipped(arg) if isinstance(arg, str) else arg
 
 
 def _attempt(err: aiomqtt.MqttError, socket_error: OSError | None) -> Attempt:

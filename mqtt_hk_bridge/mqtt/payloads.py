@@ -1,7 +1,8 @@
 """Payload bytes <-> typed HAP values, pure functions.
 
 Loose about what we receive (`1`/`true`/`on`, numbers, strings, JSON scalars, `{"value": x}`),
-strict about what we send (booleans `1`/`0`, plain decimals, raw UTF-8, base64 for tlv8/data).
+strict about what we send (booleans `1`/`0`, plain decimals, raw UTF-8, base64 for tlv8/data;
+a string that would not read back as itself, the empty one first, as a JSON string).
 Everything a HAP-python characteristic would clamp silently (NaN, inf, out of range, invalid
 enum) is refused here, before it reaches HAP-python.
 """
@@ -173,5 +174,15 @@ def encode(value: Any) -> str:
     if isinstance(value, bytes):
         return base64.b64encode(value).decode("ascii")
     if isinstance(value, str):
-        return value
+        return value if decodes_as_itself(value) else json.dumps(value, ensure_ascii=False)
     return json.dumps(value, separators=(",", ":"))
+
+
+def decodes_as_itself(text: str) -> bool:
+    """Whether `text`, published raw, reads back as the same string. Not so for the empty
+    string (an empty retained payload deletes the topic), text with surrounding white space
+    or a byte-order mark (trimmed), and text a reader takes for JSON (`"..."`, `[`, `{`,
+    `true`, `false`, `null`): those go out as JSON strings, `""` for the empty one."""
+    if not text or text != text.strip() or text.startswith(BOM):
+        return False
+    return text[0] not in '[{"' and text not in ("true", "false", "null")

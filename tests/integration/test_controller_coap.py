@@ -67,7 +67,6 @@ async def test_a_thread_accessory_is_paired_mirrored_and_written(
     accessory: CoapAccessory, mosquitto: Mosquitto, probe: MqttProbe, tmp_path: Path
 ) -> None:
     async with ControllerHarness(tmp_path / "data", mosquitto, settings=SETTINGS) as harness:
-
         asked = iter(range(100))
 
         async def discovered() -> dict[str, object] | None:

@@ -38,9 +38,16 @@ SENSOR = "HomeKit/demo-3/TemperatureSensor/CurrentTemperature"
 # The demo peer's iids (HAP-python numbers them in creation order; stable for the demo).
 ON_IID, BRIGHTNESS_IID, TEMPERATURE_IID = 9, 10, 9
 
-# Empty strings (the demo's FirmwareRevision, the bridge's Manufacturer and Model) go out as
-# zero-length retained payloads, which MQTT treats as "no retained value": not listed here.
-EXPECTED_TOPICS = {
+# Empty strings (the demo's FirmwareRevision, the bridge's Manufacturer and Model) go out
+# as `""`: a zero-length retained payload would mean "no retained value" to the broker.
+EMPTY_STRING_TOPICS = {
+    "HomeKit/demo/AccessoryInformation/Manufacturer",
+    "HomeKit/demo/AccessoryInformation/Model",
+    "HomeKit/demo/AccessoryInformation/FirmwareRevision",
+    "HomeKit/demo-2/AccessoryInformation/FirmwareRevision",
+    "HomeKit/demo-3/AccessoryInformation/FirmwareRevision",
+}
+EXPECTED_TOPICS = EMPTY_STRING_TOPICS | {
     "HomeKit/demo/ProtocolInformation/Version",
     "HomeKit/demo/AccessoryInformation/Name",
     "HomeKit/demo/AccessoryInformation/SerialNumber",
@@ -130,10 +137,12 @@ async def test_cli_pair_stores_pairing_privately(paired: PairedPeer) -> None:
     assert mode == 0o600
     data = json.loads(paired.pairing_file.read_text())
     assert list(data["pairings"]) == ["demo"]
-    listed = commands.list_pairings(paired.config)
-    assert listed[0]["alias"] == "demo"
-    assert listed[0]["device_id"] == str(paired.peer.device_id).lower()
-    assert listed[0]["port"] == paired.peer.port
+    [listed] = await commands.list_pairings(paired.config)
+    assert listed["alias"] == "demo"
+    assert listed["device_id"] == str(paired.peer.device_id).lower()
+    assert listed["port"] == paired.peer.port
+    assert (listed["connected"], listed["available"]) == (True, True)
+    assert listed["devices"] == ["demo", "demo-2", "demo-3"]
     assert (await paired.peer.info())["paired"] is True
 
 
@@ -154,11 +163,14 @@ async def test_mirror_publishes_every_readable_value_retained(
             message="every mirrored topic retained",
         )
         mirrored = {
-            m.topic
+            m.topic: m.payload
             for m in late.messages
             if m.retain and m.topic.startswith("HomeKit/demo") and "availability" not in m.topic
         }
-    assert mirrored == EXPECTED_TOPICS
+    assert set(mirrored) == EXPECTED_TOPICS
+    assert {topic for topic, payload in mirrored.items() if payload == b'""'} == (
+        EMPTY_STRING_TOPICS
+    )
     # ... and the catalogue lists the three devices with origin homekit.
     message = await probe.wait_message(
         "HomeKit/bridge/devices", lambda m: b'"demo-3"' in m.payload and b"online" in m.payload
@@ -328,13 +340,16 @@ async def test_cli_accessories_get_put_watch(paired: PairedPeer) -> None:
     await _ensure_running(paired.peer)
     database = await commands.accessories(paired.config, "demo")
     assert {accessory["aid"] for accessory in database} == {1, 2, 3}
-    compact = commands.format_compact("demo", database)
-    assert "demo-2 (aid 2): Demo Light" in compact and "Lightbulb/Brightness" in compact
+    listing = commands.format_topics("demo", database)
+    assert "demo-2 (aid 2): Demo Light" in listing and "Lightbulb/Brightness" in listing
     before = len(await paired.peer.writes())
-    assert await commands.put(paired.config, "demo", [((2, BRIGHTNESS_IID), "55")]) == {}
+    brightness = "demo-2/Lightbulb/Brightness"
+    assert await commands.put(paired.config, "demo", [((2, BRIGHTNESS_IID), "55")]) == [
+        commands.Reading(2, BRIGHTNESS_IID, brightness, 55)
+    ]
     assert (await paired.peer.writes())[before:] == [{"aid": 2, "iid": BRIGHTNESS_IID, "value": 55}]
     result = await commands.get(paired.config, "demo", [(2, BRIGHTNESS_IID)])
-    assert result[(2, BRIGHTNESS_IID)]["value"] == 55
+    assert result == [commands.Reading(2, BRIGHTNESS_IID, brightness, 55)]
     with pytest.raises(Exception, match="read-only"):
         await commands.put(paired.config, "demo", [((3, TEMPERATURE_IID), "1")])
 

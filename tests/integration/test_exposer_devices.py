@@ -159,8 +159,14 @@ async def test_bridge_topics_state_info_and_devices(
     assert test["origin"] == "mqtt" and test["available"] is True
     [service] = test["services"]
     assert service["type"] == "Switch"
+    # The live value is retained on `topic`; the catalogue does not carry a copy.
     assert service["characteristics"] == [
-        {"name": "On", "format": "bool", "perms": ["pr", "pw", "ev"], "value": True}
+        {
+            "name": "On",
+            "format": "bool",
+            "perms": ["pr", "pw", "ev"],
+            "topic": "HomeKit/TEST/Switch/On",
+        }
     ]
     info = json.loads((await probe.wait_message("HomeKit/bridge/info")).payload)
     assert info["hap_device_id"] == bridge.device_id

@@ -143,8 +143,10 @@ async def test_no_log_line_or_event_quotes_more_than_a_screenful_of_user_input(
     await probe.publish("HomeKit/esp/availability", "o" * 4_000)
     await probe.publish("HomeKit/bridge/request/" + "a" * 3_000, "{}")
     await wait_for(
-        lambda: len(probe.messages_on("HomeKit/bridge/event")) >= 4
-        and probe.messages_on("HomeKit/bridge/response/#"),
+        lambda: (
+            len(probe.messages_on("HomeKit/bridge/event")) >= 4
+            and probe.messages_on("HomeKit/bridge/response/#")
+        ),
         timeout=5,
         message="four events and a response",
     )

@@ -386,9 +386,7 @@ async def test_replayed_request_is_refused(
     assert accessory.database.characteristic(ON).value is False  # type: ignore[union-attr]
 
 
-async def test_skipped_counter_is_refused(
-    controller: Controller, accessory: CoapAccessory
-) -> None:
+async def test_skipped_counter_is_refused(controller: Controller, accessory: CoapAccessory) -> None:
     pairing = await pair(controller, accessory)
     session_of(pairing).send_ctr += 1  # as if a request had been lost on the way
     with pytest.raises(EncryptionError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -303,7 +304,75 @@ def test_unknown_key_is_named(tmp_path: Path, text: str, key_path: str) -> None:
     path = write(tmp_path, text)
     with pytest.raises(ConfigError) as caught:
         load(path, environ={})
-    assert f"{path}: {key_path}: extra keys not allowed" in str(caught.value)
+    assert f"{path}: {key_path}: unknown key" in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("mqtt: {hots: localhost}\n", "mqtt.hots: unknown key; did you mean 'host'?"),
+        ("homekit: {adress: 0.0.0.0}\n", "homekit.adress: unknown key; did you mean 'address'?"),
+        ("devices: {esp1: {expire: 60}}\n", "devices.esp1.expire: unknown key; did you mean"),
+        ("controller: {pol_interval: 60}\n", "did you mean 'poll_interval'?"),
+        ("mqtt: {tls: {cafile: a}}\n", "mqtt.tls.cafile: unknown key; the keys here are ca, "),
+    ],
+)
+def test_unknown_key_suggests_the_nearest_known_one(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load(write(tmp_path, text), environ={})
+
+
+@pytest.mark.parametrize("key", ["defaults.expire_after", "devices.esp1.remove_after"])
+@pytest.mark.parametrize("value", ["-5", "0", "0.5", "soon", "true"])
+def test_a_bad_duration_says_what_is_allowed(tmp_path: Path, key: str, value: str) -> None:
+    *sections, name = key.split(".")
+    text = "".join(f"{'  ' * i}{part}:\n" for i, part in enumerate(sections))
+    path = write(tmp_path, f"{text}{'  ' * len(sections)}{name}: {value}\n")
+    with pytest.raises(ConfigError) as caught:
+        load(path, environ={})
+    assert f'{key}: expected a duration >= 1 s, e.g. 300 or "5m"' in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        ("300", 300.0),
+        ("'300'", 300.0),
+        ("5m", 300.0),
+        ("1h30m", 5400.0),
+        ("90s", 90.0),
+        ("1.5", 1.5),
+        ("null", None),
+    ],
+)
+def test_durations_as_people_write_them(tmp_path: Path, value: str, seconds: float) -> None:
+    config = load(write(tmp_path, f"defaults: {{expire_after: {value}}}\n"), environ={})
+    assert config.defaults.expire_after == seconds
+
+
+@pytest.mark.parametrize(
+    ("text", "key_path"),
+    [
+        ("timing: {state_flush_interval: 0}\n", "timing.state_flush_interval"),
+        ("timing: {reconnect_max: 0}\n", "timing.reconnect_max"),
+        ("controller: {poll_interval: 0.01}\n", "controller.poll_interval"),
+        ("controller: {reconnect_min: 0}\n", "controller.reconnect_min"),
+    ],
+)
+def test_a_value_that_would_spin_a_loop_is_refused(
+    tmp_path: Path, text: str, key_path: str
+) -> None:
+    with pytest.raises(ConfigError, match=re.escape(f"{key_path}: expected a duration >= ")):
+        load(write(tmp_path, text), environ={})
+
+
+@pytest.mark.parametrize("value", ["1883.5", "true", "1e3", "[1883]"])
+def test_a_port_is_a_whole_number(tmp_path: Path, value: str) -> None:
+    path = write(tmp_path, f"mqtt: {{port: {value}}}\n")
+    with pytest.raises(ConfigError, match=r"mqtt\.port: expected a whole number"):
+        load(path, environ={})
 
 
 def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
@@ -324,6 +393,24 @@ def test_broken_yaml_names_the_file(tmp_path: Path, text: str) -> None:
         load(path, environ={})
     assert str(path) in str(caught.value)
     assert "not valid YAML" in str(caught.value)
+    assert "<unicode string>" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "problem"),
+    [
+        ("mqtt:\n  host: a\n port: 1\n", ":3:2: ", "expected <block end>"),
+        ("homekit:\n  name: a: b\n", ":2:10: ", "mapping values are not allowed here"),
+        ("mqtt:\n\thost: a\n", ":2:1: ", "found character '\\t'"),
+    ],
+)
+def test_broken_yaml_names_line_and_column(
+    tmp_path: Path, text: str, where: str, problem: str
+) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as caught:
+        load(path, environ={})
+    assert str(caught.value).startswith(f"{path}{where}not valid YAML: {problem}")
 
 
 @pytest.mark.parametrize("text", ["- a\n- b\n", "just a string\n", "42\n"])

@@ -17,12 +17,15 @@ from importlib.metadata import version
 from pathlib import Path
 
 import pytest
+from aiohomekit import protocol
+from aiohomekit.characteristic_cache import CharacteristicCacheMemory
 from aiohomekit.controller import Controller
-from aiohomekit.controller.abstract import AbstractController
+from aiohomekit.controller.abstract import AbstractController, AbstractPairing
 from aiohomekit.controller.coap.connection import CoAPHomeKitConnection
 from aiohomekit.controller.coap.pairing import CoAPPairing
 from aiohomekit.controller.ip.connection import HomeKitConnection
 from aiohomekit.controller.ip.pairing import IpPairing
+from aiohomekit.crypto.srp import HK_KEY_LENGTH, SrpClient
 from aiohomekit.zeroconf import ZeroconfPairing
 from pyhap import tlv, util
 from pyhap.accessory_driver import AccessoryDriver, AccessoryMDNSServiceInfo
@@ -116,6 +119,13 @@ def test_hap_driver_constructor_and_hooks() -> None:
     for name in ("paired_clients", "config_version", "setup_id", "mac", "port"):
         assert name in inspect.getsource(State.__init__), f"{HAP_PYTHON}: State.{name} moved"
     assert callable(State.set_accessories_hash) and callable(State.add_paired_client)
+    # announced_address: the driver asks the routing table when given no address.
+    assert callable(util.get_local_address)
+    assert "util.get_local_address()" in inspect.getsource(AccessoryDriver.__init__)
+    # The record quiet_hap_protocol_logging drops (raw permission bytes).
+    assert '"Paired with %s with permissions %s."' in inspect.getsource(AccessoryDriver.pair), (
+        f"{HAP_PYTHON}: the pairing log record changed; update _QuietPairingRecord"
+    )
 
 
 def test_hap_protocol_and_server_seams() -> None:
@@ -188,6 +198,29 @@ def test_aiohomekit_coap_internals() -> None:
     source = inspect.getsource(AbstractController.__init__)
     for name in ("pairings", "aliases", "discoveries"):
         assert f"self.{name} = " in source, f"{AIOHOMEKIT}: controller.{name} moved"
+
+
+def test_aiohomekit_pair_setup_srp_seam() -> None:
+    # watch_srp_padding points this module-level name at a recording subclass.
+    assert protocol.SrpClient is SrpClient  # type: ignore[attr-defined]
+    assert "SrpClient(" in inspect.getsource(protocol.perform_pair_setup_part2)
+    assert HK_KEY_LENGTH == 384
+    for name in ("get_shared_secret", "get_session_key_bytes", "set_server_public_key"):
+        assert callable(getattr(SrpClient, name)), f"{AIOHOMEKIT}: SrpClient.{name} is gone"
+    assert "self.B_b = B_b" in inspect.getsource(SrpClient.set_server_public_key)
+
+
+def test_aiohomekit_database_cache_seam() -> None:
+    # The CLI tells the cache the advertised c# so no background re-read starts.
+    assert "char_cache" in params(Controller.__init__)
+    assert_params(
+        CharacteristicCacheMemory.async_create_or_update_map,
+        ["self", "homekit_id", "config_num", "accessories"],
+        AIOHOMEKIT,
+    )
+    assert "description.config_num > self.config_num" in inspect.getsource(
+        AbstractPairing._async_description_update
+    ), f"{AIOHOMEKIT}: what starts a background database read changed (commands._load)"
 
 
 async def test_aiohomekit_controller_on_the_shared_zeroconf() -> None:

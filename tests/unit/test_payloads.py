@@ -368,7 +368,7 @@ def test_coerce_checks_values_from_the_home_app_the_same_way() -> None:
         (1e20, "100000000000000000000"),
         (1.5e16, "15000000000000000"),
         ("Living room", "Living room"),
-        ("", ""),
+        ("", '""'),
         (b"\x01\x02", "AQI="),
         (None, ""),
     ],
@@ -391,3 +391,14 @@ def test_decoded_values_encode_back_to_the_same_text() -> None:
         assert decode(encode(decode(payload, info)).encode(), info) == decode(payload, info)
     assert encode(decode(b"on", ON)) == "1"
     assert encode(decode(b"22", TEMPERATURE)) == "22"
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", " padded ", '"quoted"', "[1]", "{x}", "true", "null", "\ufeffBOM", "plain", "Küche"],
+)
+def test_every_string_reads_back_as_itself(text: str) -> None:
+    # An empty retained payload would delete the topic: "" must go out as something.
+    payload = encode(text).encode()
+    assert payload
+    assert decode(payload, NAME) == text

@@ -388,9 +388,9 @@ def _recorded_value(fmt: ValueFormat, value: Any) -> Value:
     return int(value or 0)
 
 
-def characteristic_from_record(record: dict[str, Any], format_of: Callable[[UUID], str]) -> (
-    Characteristic
-):
+def characteristic_from_record(
+    record: dict[str, Any], format_of: Callable[[UUID], str]
+) -> Characteristic:
     """A characteristic from a `GET /accessories`-style record.
 
     Recordings made through a CoAP client say "int" for every integer format; format_of
@@ -429,8 +429,7 @@ def load_database(path: Path, format_of: Callable[[UUID], str]) -> AccessoryData
                     iid=int(service["iid"]),
                     type=hap_uuid(service["type"]),
                     characteristics=[
-                        characteristic_from_record(c, format_of)
-                        for c in service["characteristics"]
+                        characteristic_from_record(c, format_of) for c in service["characteristics"]
                     ],
                     primary=bool(service.get("primary", False)),
                     hidden=bool(service.get("hidden", False)),
@@ -443,9 +442,9 @@ def load_database(path: Path, format_of: Callable[[UUID], str]) -> AccessoryData
     return AccessoryDatabase(accessories)
 
 
-def _char(iid: int, hap_type: str, fmt: str, perms: str, value: Value, **meta: Any) -> (
-    Characteristic
-):
+def _char(
+    iid: int, hap_type: str, fmt: str, perms: str, value: Value, **meta: Any
+) -> Characteristic:
     return Characteristic(
         iid, hap_uuid(hap_type), ValueFormat.named(fmt), frozenset(perms.split()), value, **meta
     )
@@ -454,30 +453,65 @@ def _char(iid: int, hap_type: str, fmt: str, perms: str, value: Value, **meta: A
 def demo_database(name: str = "Thread Bulb") -> AccessoryDatabase:
     """One accessory, as a Thread bulb with a sensor would be: a Lightbulb (On, Brightness)
     and a TemperatureSensor, besides the information, protocol and pairing services."""
-    info = Service(1, hap_uuid("3E"), [
-        _char(2, "14", "bool", "pw", False),                        # Identify
-        _char(3, "20", "string", "pr", "mqtt-hk-bridge tests"),     # Manufacturer
-        _char(4, "21", "string", "pr", "CoAP-Sim"),                 # Model
-        _char(5, "23", "string", "pr", name),                       # Name
-        _char(6, "30", "string", "pr", "SIM-0001"),                 # SerialNumber
-        _char(7, "52", "string", "pr", "1.0.0"),                    # FirmwareRevision
-    ])
+    info = Service(
+        1,
+        hap_uuid("3E"),
+        [
+            _char(2, "14", "bool", "pw", False),  # Identify
+            _char(3, "20", "string", "pr", "mqtt-hk-bridge tests"),  # Manufacturer
+            _char(4, "21", "string", "pr", "CoAP-Sim"),  # Model
+            _char(5, "23", "string", "pr", name),  # Name
+            _char(6, "30", "string", "pr", "SIM-0001"),  # SerialNumber
+            _char(7, "52", "string", "pr", "1.0.0"),  # FirmwareRevision
+        ],
+    )
     protocol = Service(16, hap_uuid("A2"), [_char(17, "37", "string", "pr", "1.2.0")])
-    pairing = Service(32, hap_uuid("55"), [
-        _char(33, "4C", "tlv8", "", b""),                           # PairSetup (CoAP /1)
-        _char(34, "4E", "tlv8", "", b""),                           # PairVerify (CoAP /2)
-        _char(35, "4F", "uint8", "", 0),                            # PairingFeatures
-        _char(36, "50", "tlv8", "pr pw", b""),                      # Pairings
-    ])
-    bulb = Service(48, hap_uuid("43"), [
-        _char(49, "23", "string", "pr", "Bulb"),
-        _char(50, "25", "bool", "pr pw ev", False),                 # On
-        _char(51, "8", "int", "pr pw ev", 100, unit="percentage",  # Brightness
-              min_value=0, max_value=100, min_step=1),
-    ], primary=True)
-    sensor = Service(64, hap_uuid("8A"), [
-        _char(65, "23", "string", "pr", "Sensor"),
-        _char(66, "11", "float", "pr ev", 21.5, unit="celsius",     # CurrentTemperature
-              min_value=-270.0, max_value=100.0, min_step=0.1),
-    ])
+    pairing = Service(
+        32,
+        hap_uuid("55"),
+        [
+            _char(33, "4C", "tlv8", "", b""),  # PairSetup (CoAP /1)
+            _char(34, "4E", "tlv8", "", b""),  # PairVerify (CoAP /2)
+            _char(35, "4F", "uint8", "", 0),  # PairingFeatures
+            _char(36, "50", "tlv8", "pr pw", b""),  # Pairings
+        ],
+    )
+    bulb = Service(
+        48,
+        hap_uuid("43"),
+        [
+            _char(49, "23", "string", "pr", "Bulb"),
+            _char(50, "25", "bool", "pr pw ev", False),  # On
+            _char(
+                51,
+                "8",
+                "int",
+                "pr pw ev",
+                100,
+                unit="percentage",  # Brightness
+                min_value=0,
+                max_value=100,
+                min_step=1,
+            ),
+        ],
+        primary=True,
+    )
+    sensor = Service(
+        64,
+        hap_uuid("8A"),
+        [
+            _char(65, "23", "string", "pr", "Sensor"),
+            _char(
+                66,
+                "11",
+                "float",
+                "pr ev",
+                21.5,
+                unit="celsius",  # CurrentTemperature
+                min_value=-270.0,
+                max_value=100.0,
+                min_step=0.1,
+            ),
+        ],
+    )
     return AccessoryDatabase([Accessory(1, [info, protocol, pairing, bulb, sensor])])

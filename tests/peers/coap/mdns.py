@@ -92,4 +92,3 @@ class HapUdpAnnouncer:
                     goodbye = await self._zeroconf.async_unregister_service(self._info)
                     await goodbye
             self._info = None
-

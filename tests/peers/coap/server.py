@@ -111,9 +111,9 @@ class HapProcessor:
     def _read_database(self, _: ControllerConnection, __: PduRequest) -> PduResult:
         return PduResult(PduStatus.SUCCESS, self._database.tlv())
 
-    def _read_characteristic_signature(self, _: ControllerConnection, request: PduRequest) -> (
-        PduResult
-    ):
+    def _read_characteristic_signature(
+        self, _: ControllerConnection, request: PduRequest
+    ) -> PduResult:
         char = self._characteristic(request)
         if isinstance(char, PduResult):
             return char
@@ -400,5 +400,3 @@ class CoapEndpoint:
         if hole is not None:
             hole.close()
             await asyncio.sleep(0)  # let the transport release the port
-
-
