@@ -1,7 +1,8 @@
 """HAP service and characteristic definitions, read from HAP-python's own tables.
 
 Names are HAP-python's (`TemperatureSensor`, `CurrentTemperature`); a lookup is exact first,
-then case-insensitive. Nothing here is hand-written: a HAP-python upgrade brings new types.
+then case-insensitive. Nothing here is hand-written but `SPEC_OPTIONAL`, what HAP-python's
+table leaves out: a HAP-python upgrade brings new types.
 """
 
 from __future__ import annotations
@@ -32,6 +33,9 @@ DEFAULT_MAX_LEN = 64
 APPLE_UUID_SUFFIX = "-0000-1000-8000-0026BB765291"
 #: Longest name quoted whole in an error; HAP names are under 40 characters.
 MAX_SHOWN_NAME = 64
+#: Optional characteristics the HAP specification gives a service and HAP-python's table
+#: leaves out (5.2: a Lightbulb without ColorTemperature, which white-spectrum bulbs need).
+SPEC_OPTIONAL: Mapping[str, tuple[str, ...]] = {"Lightbulb": ("ColorTemperature",)}
 
 
 @dataclass(frozen=True)
@@ -110,6 +114,11 @@ def _lookup(table: Mapping[str, Any], folded: Mapping[str, str], name: str) -> A
     return found
 
 
+def _optional(service: str, listed: Any) -> tuple[str, ...]:
+    extra = [name for name in SPEC_OPTIONAL.get(service, ()) if name not in listed]
+    return (*listed, *extra)
+
+
 class Catalog:
     """Every service and characteristic HAP-python knows, by name and by UUID."""
 
@@ -123,7 +132,7 @@ class Catalog:
                 name=name,
                 uuid=normalize_uuid(raw["UUID"]),
                 required=tuple(raw["RequiredCharacteristics"]),
-                optional=tuple(raw.get("OptionalCharacteristics", ())),
+                optional=_optional(name, raw.get("OptionalCharacteristics", ())),
             )
             for name, raw in loader.serv_types.items()
         }
