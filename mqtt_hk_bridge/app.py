@@ -41,6 +41,7 @@ class App:
             on_message=self.router.dispatch,
             reconnect_max=config.timing.reconnect_max,
         )
+        self.router.on_filter_added = self.link.subscribe
         self.api = BridgeApi(self.link, config.base_topic)
         self.router.serve_api(self.api)
         self.exposer: ExposerSide | None = None
