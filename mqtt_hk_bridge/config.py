@@ -16,7 +16,7 @@ from typing import Any
 import voluptuous as vol
 import yaml
 
-from . import const
+from . import const, mapping_config
 from .controller.settings import SCHEMA as CONTROLLER_SCHEMA
 from .controller.settings import ControllerSettings
 from .errors import ConfigError
@@ -61,18 +61,31 @@ def device_id(value: Any) -> str:
     return text
 
 
-SECTIONS = ("mqtt", "homekit", "zeroconf", "defaults", "devices", "timing", "controller")
+SECTIONS = (
+    "mqtt",
+    "homekit",
+    "zeroconf",
+    "defaults",
+    "devices",
+    "timing",
+    "controller",
+    "homeassistant_discovery",
+)
 PORT = vol.All(vol.Coerce(int), vol.Range(min=1, max=65535))
 SECONDS = vol.All(vol.Coerce(float), vol.Range(min=0.0))
 COMMAND_TOPIC = vol.In([COMMAND_TOPIC_SET, COMMAND_TOPIC_SAME])
 
-DEVICE_OPTIONS = {
-    vol.Optional("name"): vol.All(str, vol.Length(min=1, max=64)),
-    vol.Optional("command_topic"): COMMAND_TOPIC,
-    vol.Optional("retain_commands"): bool,
-    vol.Optional("expire_after"): vol.Any(None, SECONDS),
-    vol.Optional("remove_after"): vol.Any(None, SECONDS),
-}
+DEVICE_OPTIONS = vol.All(
+    {
+        vol.Optional("name"): vol.All(str, vol.Length(min=1, max=64)),
+        vol.Optional("command_topic"): COMMAND_TOPIC,
+        vol.Optional("retain_commands"): bool,
+        vol.Optional("expire_after"): vol.Any(None, SECONDS),
+        vol.Optional("remove_after"): vol.Any(None, SECONDS),
+        **mapping_config.DEVICE_KEYS,
+    },
+    mapping_config.with_mapping,
+)
 
 SCHEMA = vol.Schema(
     {
@@ -114,6 +127,7 @@ SCHEMA = vol.Schema(
         },
         vol.Optional("devices", default={}): vol.Schema({device_id: DEVICE_OPTIONS}),
         vol.Optional("controller", default={}): CONTROLLER_SCHEMA,
+        **mapping_config.TOP_LEVEL_KEYS,
         # Tuning; the defaults are the documented behaviour, tests shorten them.
         vol.Optional("timing", default={}): {
             vol.Optional("event_window", default=const.DEFAULT_EVENT_WINDOW): SECONDS,
@@ -166,6 +180,8 @@ class DeviceOptions:
     expire_after: float | None = None
     #: Silent this long, the device leaves the bridge (and its retained topics are cleared).
     remove_after: float | None = None
+    #: Its own topics and payloads (docs/mapping.md); None: our topic layout.
+    mapping: mapping_config.DeviceMapping | None = None
 
 
 @dataclass(frozen=True)
@@ -188,6 +204,8 @@ class Config:
     devices: Mapping[str, DeviceOptions] = field(default_factory=dict)
     timing: Timing = Timing()
     controller: ControllerSettings = field(default_factory=ControllerSettings)
+    sources: tuple[str, ...] = mapping_config.DEFAULT_SOURCES
+    discovery_prefix: str = const.DEFAULT_DISCOVERY_PREFIX
 
     def device_options(self, device_id: str) -> DeviceOptions:
         return self.devices.get(device_id, self.defaults)
@@ -273,6 +291,8 @@ def _build(data: dict[str, Any], source: str, base_dir: Path | None) -> Config:
         devices=devices,
         timing=Timing(**data["timing"]),
         controller=ControllerSettings(**data["controller"]),
+        sources=tuple(dict.fromkeys(data["sources"])),
+        discovery_prefix=data["homeassistant_discovery"]["prefix"],
     )
 
 

@@ -2,9 +2,9 @@
 
 Its parts, each with one job: `HapBridge` (the HAP bridge, its accessories and state
 files), `DeviceStore` (what the devices said, on disk), `ExposedDevices` (keeps the two in
-step), `HomeKitTopicsSource` (our topic layout in and out), `AvailabilityWatch` (expiry and
-removal of silent devices) and `DeviceRequests` (the bridge API). This module builds them
-and runs them.
+step), the sources (`HomeKitTopicsSource`: our topic layout in and out; `MappedSource`:
+devices mapped in bridge.yaml, run on `BoundDevices`), `AvailabilityWatch` (expiry and removal of silent devices) and
+`DeviceRequests` (the bridge API). This module builds them and runs them.
 """
 
 from __future__ import annotations
@@ -21,9 +21,11 @@ from ..mqtt.link import MqttLink
 from ..routing import Router
 from ..tasks import TaskSet
 from .availability import AvailabilityWatch
+from .bound_devices import BoundDevices
 from .device_store import DeviceStore
 from .devices import ExposedDevices
 from .hap_bridge import HapBridge
+from .mapped_source import bind_mapped_devices
 from .requests import DeviceRequests
 from .topics_input import HomeKitTopicsSource
 
@@ -58,13 +60,22 @@ class ExposerSide:
         self.devices = ExposedDevices(
             config=config, store=self._store, hap=self.hap, catalogue_changed=api.catalogue_changed
         )
-        source = HomeKitTopicsSource(
-            config=config, link=link, api=api, catalog=catalog, devices=self.devices
+        if const.SOURCE_HOMEKIT_TOPICS in config.sources:
+            source = HomeKitTopicsSource(
+                config=config, link=link, api=api, catalog=catalog, devices=self.devices
+            )
+            self.devices.add_source(const.SOURCE_HOMEKIT_TOPICS, source)
+            router.own_other_devices(source.handle)
+        bound = BoundDevices(
+            link=link, api=api, router=router, catalog=catalog, devices=self.devices
         )
-        self.devices.add_source(const.SOURCE_HOMEKIT_TOPICS, source)
-        router.own_other_devices(source.handle)
+        self.devices.add_source(const.SOURCE_MAPPED, bound)
+        self.devices.forget_devices_of_sources_off()
+        bind_mapped_devices(
+            config=config, api=api, catalog=catalog, devices=self.devices, bound=bound
+        )
         self._availability = AvailabilityWatch(config=config, api=api, devices=self.devices)
-        DeviceRequests(api=api, catalog=catalog, devices=self.devices)
+        DeviceRequests(api=api, catalog=catalog, devices=self.devices, bound=bound)
         self._loops = TaskSet(_LOGGER, "Accessory-side loop")
         self.devices.show_known()
 
