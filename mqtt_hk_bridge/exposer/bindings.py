@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..homekit.catalog import INTEGER_FORMATS, CharInfo
 from ..mqtt.payloads import HapValue
 from ..mqtt.topics import CharKey
 from .transforms import PayloadView
@@ -41,8 +42,9 @@ class CharBinding:
     command_topic: str | None = None
     write: Writer | None = None
     retain_command: bool = False
-    #: The value shown until the device says otherwise (constants, command-only
-    #: characteristics, buttons); None: the characteristic waits for its first state.
+    #: The value shown until the device says otherwise (constants, buttons); None: a
+    #: characteristic with a command topic starts at `neutral_value`, others wait for
+    #: their first state.
     initial: HapValue | None = None
     #: How the binding reads and writes, for `bridge/devices` (JSON-ready).
     describe: Mapping[str, Any] = field(default_factory=dict)
@@ -77,3 +79,16 @@ class DeviceBinding:
     def state_topics(self) -> set[str]:
         topics = {char.state_topic for char in self.characteristics if char.state_topic}
         return topics | {avail.topic for avail in self.availability}
+
+
+def neutral_value(info: CharInfo) -> HapValue:
+    """What a controllable characteristic shows before its device first says anything (off,
+    the lowest value), so the accessory is there to control."""
+    if info.format == "bool":
+        return False
+    if info.valid_values:
+        return info.valid_values[0]
+    if info.format == "string":
+        return ""
+    low = info.min_value if info.min_value is not None else 0
+    return int(low) if info.format in INTEGER_FORMATS else float(low)

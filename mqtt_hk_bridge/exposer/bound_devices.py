@@ -22,7 +22,7 @@ from ..mqtt.link import IncomingMessage, MqttLink
 from ..mqtt.payloads import HapValue, coerce
 from ..mqtt.topics import CharKey
 from ..routing import Router
-from .bindings import AvailabilityMode, CharBinding, DeviceBinding, Skip
+from .bindings import AvailabilityMode, CharBinding, DeviceBinding, Skip, neutral_value
 from .devices import ExposedDevices
 from .registry import Device
 from .transforms import PayloadView
@@ -88,9 +88,11 @@ class BoundDevices:
     def binding(self, device_id: str) -> DeviceBinding | None:
         return self._bindings.get(device_id)
 
-    def bind(self, binding: DeviceBinding) -> None:
+    def bind(self, binding: DeviceBinding, *, prune: bool = True) -> None:
         """Start (or update) a device. Raises BridgeError, binding nothing, when its id is
-        another source's or one of its topics is the bridge's own tree."""
+        another source's or one of its topics is the bridge's own tree. Characteristics an
+        update drops leave the accessory; with `prune`, so do remembered ones the binding
+        does not have (a source still hearing its definitions in pieces waits, see `prune`)."""
         device_id = binding.device_id
         for topic in sorted(binding.state_topics()):
             if topic not in self._routed:
@@ -105,13 +107,18 @@ class BoundDevices:
         self._bindings[device_id] = binding
         if previous is not None:
             self._drop_readers(previous)
-        self._forget_unbound_values(binding)
+            bound = {char.key for char in binding.characteristics}
+            for char in previous.characteristics:
+                if char.key not in bound:
+                    self._devices.clear_value(device_id, char.key)
+        if prune:
+            self.prune(device_id)
         for topic in binding.state_topics():
             self._readers.setdefault(topic, {})[device_id] = None
-        kept = {avail.topic for avail in binding.availability}
+        availability_topics = {avail.topic for avail in binding.availability}
         known = self._availability.setdefault(device_id, {})
         for topic in list(known):
-            if topic not in kept:
+            if topic not in availability_topics:
                 del known[topic]
         self._set_initial_values(binding)
         for topic in sorted(binding.state_topics()):
@@ -148,11 +155,12 @@ class BoundDevices:
                     del self._readers[topic]
                     self._last_payload.pop(topic, None)
 
-    def _forget_unbound_values(self, binding: DeviceBinding) -> None:
-        """Characteristics the definition no longer has (remembered from an earlier one,
-        or from before a restart) leave the accessory."""
-        device = self._devices.registry.devices.get(binding.device_id)
-        if device is None:
+    def prune(self, device_id: str) -> None:
+        """Remembered characteristics the device's binding does not have (its definition
+        changed while the bridge was down) leave the accessory."""
+        binding = self._bindings.get(device_id)
+        device = self._devices.registry.devices.get(device_id)
+        if binding is None or device is None:
             return
         bound = {char.key for char in binding.characteristics}
         stale = [
@@ -162,20 +170,23 @@ class BoundDevices:
             if CharKey(service, name) not in bound
         ]
         for key in stale:
-            self._devices.clear_value(binding.device_id, key)
+            self._devices.clear_value(device_id, key)
 
     def _set_initial_values(self, binding: DeviceBinding) -> None:
-        """Constants always; a first value for what waits on no state topic (a command-only
-        characteristic, a button) only until the device or the Home app gives another."""
+        """Constants always; a first value for what can be controlled (and buttons) only
+        until the device or the Home app gives another."""
         device = self._devices.registry.devices.get(binding.device_id)
         values: dict[CharKey, HapValue] = {}
         for char in binding.characteristics:
-            if char.initial is None or char.key in values:
+            initial = char.initial
+            if initial is None and char.command_topic is not None:
+                initial = neutral_value(self._catalog.characteristics[char.key.characteristic])
+            if initial is None or char.key in values:
                 continue
             current = device.value(char.key) if device is not None else None
             constant = char.state_topic is None and char.command_topic is None
-            if current is None or (constant and current != char.initial):
-                values[char.key] = char.initial
+            if current is None or (constant and current != initial):
+                values[char.key] = initial
         self._store(binding, list(values.items()), live=False, topic=None)
 
     # -- messages -----------------------------------------------------------------------

@@ -116,8 +116,7 @@ def device_binding(device_id: str, mapping: DeviceMapping, catalog: Catalog) -> 
                     command_topic=char.command_topic,
                     write=_writer(char, info) if char.command_topic else None,
                     retain_command=char.retain_command,
-                    # A command-only characteristic shows what the Home app last wrote.
-                    initial=char.value if char.value is not None else _neutral(char, info),
+                    initial=char.value,
                     describe=_describe(char),
                 )
             )
@@ -129,20 +128,6 @@ def device_binding(device_id: str, mapping: DeviceMapping, catalog: Catalog) -> 
         availability=availability,
         describe={"configured_in": f"devices.{device_id}"},
     )
-
-
-def _neutral(char: CharMapping, info: CharInfo) -> HapValue | None:
-    """The first value of a characteristic nothing reports (no state topic)."""
-    if char.state_topic is not None:
-        return None
-    if info.format == "bool":
-        return False
-    if info.valid_values:
-        return info.valid_values[0]
-    if info.format == "string":
-        return ""
-    low = info.min_value if info.min_value is not None else 0
-    return int(low) if info.format in INTEGER_FORMATS else float(low)
 
 
 def bind_mapped_devices(

@@ -3,7 +3,8 @@
 Its parts, each with one job: `HapBridge` (the HAP bridge, its accessories and state
 files), `DeviceStore` (what the devices said, on disk), `ExposedDevices` (keeps the two in
 step), the sources (`HomeKitTopicsSource`: our topic layout in and out; `MappedSource`:
-devices mapped in bridge.yaml, run on `BoundDevices`), `AvailabilityWatch` (expiry and removal of silent devices) and
+devices mapped in bridge.yaml; `HomeAssistantDiscovery`: discovered devices; the last two
+run on `BoundDevices`), `AvailabilityWatch` (expiry and removal of silent devices) and
 `DeviceRequests` (the bridge API). This module builds them and runs them.
 """
 
@@ -24,6 +25,7 @@ from .availability import AvailabilityWatch
 from .bound_devices import BoundDevices
 from .device_store import DeviceStore
 from .devices import ExposedDevices
+from .discovery_source import HomeAssistantDiscovery
 from .hap_bridge import HapBridge
 from .mapped_source import bind_mapped_devices
 from .requests import DeviceRequests
@@ -70,6 +72,18 @@ class ExposerSide:
             link=link, api=api, router=router, catalog=catalog, devices=self.devices
         )
         self.devices.add_source(const.SOURCE_MAPPED, bound)
+        self._discovery: HomeAssistantDiscovery | None = None
+        if const.SOURCE_HOMEASSISTANT_DISCOVERY in config.sources:
+            self.devices.add_source(const.SOURCE_HOMEASSISTANT_DISCOVERY, bound)
+            self._discovery = HomeAssistantDiscovery(
+                prefix=config.discovery_prefix,
+                data_dir=config.data_dir,
+                link=link,
+                api=api,
+                router=router,
+                devices=self.devices,
+                bound=bound,
+            )
         self.devices.forget_devices_of_sources_off()
         bind_mapped_devices(
             config=config, api=api, catalog=catalog, devices=self.devices, bound=bound
@@ -86,6 +100,8 @@ class ExposerSide:
         self._loops.spawn(self._availability.run(), name="expire-devices")
 
     async def stop(self) -> None:
+        if self._discovery is not None:
+            self._discovery.close()
         await self._loops.cancel()
         self._store.flush()
         await self.hap.stop()

@@ -46,6 +46,10 @@ def value(service: str, char: str, wanted: Any) -> Callable[[list[Any], int], bo
     return ready
 
 
+async def status_of(home: HapClient, aid: int, iid: int) -> int:
+    return int((await home.get([(aid, iid)]))[(aid, iid)].get("status", 0))
+
+
 async def paired(bridge: BridgeProcess) -> HapClient:
     return await HapClient.pair(bridge.host, bridge.hap_port, bridge.device_id, bridge.setup_code)
 
@@ -80,10 +84,11 @@ async def test_tasmota_switch_and_sensor_json(make_bridge, probe: MqttProbe) -> 
         # Its Last Will: "No Response" in the Home app, writes refused.
         await probe.publish("tele/tasmota_th/LWT", "Offline", retain=True)
 
-        async def refused() -> bool:
-            return (await home.put([(aid, on, True)])) == {(aid, on): NO_RESPONSE}
+        async def no_response() -> bool:
+            return await status_of(home, aid, on) == NO_RESPONSE
 
-        await wait_for(refused, message="writes refused while offline")
+        await wait_for(no_response, message="writes refused while offline")
+        assert await home.put([(aid, on, True)]) == {(aid, on): NO_RESPONSE}
         assert len(probe.messages_on("cmnd/#")) == 1
     finally:
         await home.close()

@@ -16,7 +16,10 @@ TASMOTA = """\
 devices:
   tasmota_th:
     name: Hall sensor
-    availability: {topic: tele/tasmota_th/LWT, payload_available: Online, payload_not_available: Offline}
+    availability:
+      topic: tele/tasmota_th/LWT
+      payload_available: Online
+      payload_not_available: Offline
     services:
       - type: Switch
         characteristics:
@@ -29,7 +32,9 @@ devices:
           CurrentTemperature: {state_topic: tele/tasmota_th/SENSOR, json_path: $.AM2301.Temperature}
       - type: TemperatureSensor
         characteristics:
-          CurrentTemperature: {state_topic: tele/tasmota_th/SENSOR, json_path: "$['DS18B20-1'].Temperature"}
+          CurrentTemperature:
+            state_topic: tele/tasmota_th/SENSOR
+            json_path: "$['DS18B20-1'].Temperature"
       - type: Lightbulb
         characteristics:
           On: {command_topic: cmnd/tasmota_th/POWER2}
