@@ -299,6 +299,9 @@ class BoundDevices:
         binding = self._bindings.get(device_id)
         char = self._command_binding(binding, key)
         if char is None or char.write is None or char.command_topic is None:
+            self._api.event(
+                "command_not_sent", f"{device_id} {key} has no command topic", device=device_id
+            )
             raise BridgeError(f"{device_id}: {key} has no command topic; the write is ignored")
         device = self._devices.registry.devices.get(device_id)
 
