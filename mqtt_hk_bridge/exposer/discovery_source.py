@@ -11,6 +11,7 @@ retained config removes the entity. docs/mapping.md describes the rules.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,7 +70,7 @@ class HomeAssistantDiscovery:
         self._bound = bound
         self._slots = ServiceSlots(data_dir)
         #: Entities by where they were announced (`topic`, or `topic#component` for a
-        #: device message); the config payload last read per topic.
+        #: device message); a digest of the config payload last read per topic.
         self._announced: dict[str, _Announced] = {}
         self._payloads: dict[str, bytes] = {}
         self._settle: asyncio.TimerHandle | None = None
@@ -107,7 +108,8 @@ class HomeAssistantDiscovery:
         if parsed is None:
             return  # a state topic under the prefix, or anything else: not ours
         topic = message.topic
-        if self._payloads.get(topic) == message.payload:
+        digest = hashlib.sha256(message.payload).digest()
+        if self._payloads.get(topic) == digest:
             return  # announced again unchanged (every firmware restart does it)
         previous = [key for key in self._announced if key == topic or key.startswith(f"{topic}#")]
         affected = {self._announced[key].entity.device_id for key in previous}
@@ -127,7 +129,7 @@ class HomeAssistantDiscovery:
                 topic=topic[:512],
             )
             return
-        self._payloads[topic] = message.payload
+        self._payloads[topic] = digest
         for key in previous:
             del self._announced[key]
         for entity in entities:

@@ -1,7 +1,8 @@
 """Home Assistant's `value_template` and `command_template`, evaluated in jinja2's sandbox.
 
 Discovery configs come from anyone who may publish on the broker, so templates run in
-jinja2's immutable sandbox, with a bounded `range` and a bounded length. The filters Home
+jinja2's immutable sandbox, with a bounded length, a bounded `range`, bounded `*` and `**`,
+and no nested loops. The filters Home
 Assistant adds that device firmwares use are provided (`float`, `int`, `bool`, `iif`,
 `from_json`/`to_json`, `is_number`, `regex_findall`...), with its semantics: `float` and
 `int` without a default raise on a value that is not a number, and the template is
@@ -15,7 +16,9 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-from jinja2 import ChainableUndefined, TemplateError
+from jinja2 import ChainableUndefined, TemplateError, nodes
+from jinja2.exceptions import SecurityError
+from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from ..errors import PayloadError
@@ -27,6 +30,8 @@ MAX_TEMPLATE_LENGTH = 4096
 MAX_RANGE = 256
 #: Longest rendered result kept: every value we read fits, a runaway render does not.
 MAX_RESULT_LENGTH = 4096
+#: Largest exponent of `**` (a power of ten has this many digits at most).
+MAX_EXPONENT = 64
 #: Longest template quoted in an error message.
 MAX_SHOWN_TEMPLATE = 60
 
@@ -90,8 +95,42 @@ def _bounded_range(*args: int) -> Iterator[int]:
     return iter(values)
 
 
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """jinja2's immutable sandbox, with `*` and `**` bounded: `'x' * 10**9` or `9 ** 9 ** 9`
+    in a published config must not take the bridge's memory or its event loop."""
+
+    intercepted_binops = frozenset({"*", "**"})
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**" and _is_big_power(left, right):
+            raise SecurityError("a power too large for a template")
+        if operator == "*" and _repeats_too_much(left, right):
+            raise SecurityError(f"a repetition longer than {MAX_RESULT_LENGTH} items")
+        return super().call_binop(context, operator, left, right)
+
+
+def _is_big_power(base: Any, exponent: Any) -> bool:
+    numbers = isinstance(base, int | float) and isinstance(exponent, int | float)
+    return numbers and abs(exponent) > MAX_EXPONENT and abs(base) > 1
+
+
+def _repeats_too_much(left: Any, right: Any) -> bool:
+    for sequence, count in ((left, right), (right, left)):
+        if isinstance(sequence, str | list | tuple) and isinstance(count, int):
+            return len(sequence) * count > MAX_RESULT_LENGTH
+    return False
+
+
+def _nested_loop(template: nodes.Template) -> bool:
+    return any(
+        inner is not outer
+        for outer in template.find_all(nodes.For)
+        for inner in outer.find_all(nodes.For)
+    )
+
+
 def _environment() -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(undefined=ChainableUndefined, autoescape=False)
+    env = _Sandbox(undefined=ChainableUndefined, autoescape=False)
     helpers = {
         "float": _float,
         "int": _int,
@@ -123,9 +162,12 @@ class Template:
             raise ValueError(f"template longer than {MAX_TEMPLATE_LENGTH} characters")
         self.text = text
         try:
-            self._template = _ENV.from_string(text)
+            parsed = _ENV.parse(text)
+            self._template = _ENV.from_string(parsed)
         except TemplateError as err:
             raise ValueError(f"template {_shown(text)!r} cannot be read: {err}") from err
+        if _nested_loop(parsed):
+            raise ValueError(f"template {_shown(text)!r} nests loops, which we do not run")
 
     def render(self, **variables: Any) -> str:
         """The rendered text, stripped; PayloadError (naming the template) when it fails."""

@@ -352,7 +352,7 @@ async def test_bad_discovery_input_is_reported_and_the_last_good_value_stays(
 
 
 async def test_ids_follow_the_device_across_restarts_reordering_and_a_move_from_a_mapping(
-    make_bridge, probe: MqttProbe, mosquitto
+    make_bridge, probe: MqttProbe
 ) -> None:
     # A bulb first mapped by hand under the id discovery gives it (docs/mapping.md).
     mapped = load("mapped/z2m_light").devices["desk_lamp"]

@@ -69,7 +69,30 @@ def test_the_sandbox_keeps_python_out() -> None:
         render(f"{{% for i in range({MAX_RANGE + 1}) %}}x{{% endfor %}}", b"{}")
 
 
-@pytest.mark.parametrize("template", ["{{ value_json.x ", "{% if %}", "x" * 5000])
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{{ 'x' * 1000000000 }}",
+        "{{ [1] * 100000 }}",
+        "{{ 2 ** 99999999 }}",
+        "{{ 10 ** 100 }}",
+    ],
+)
+def test_what_would_take_the_bridges_memory_or_time_is_refused(template: str) -> None:
+    with pytest.raises(PayloadError, match="failed"):
+        render(template, b"{}")
+    assert render("{{ 'ab' * 3 }}{{ 2 ** 10 }}{{ 21.5 * 2 }}", b"{}") == "ababab102443.0"
+
+
+@pytest.mark.parametrize(
+    "template",
+    [
+        "{{ value_json.x ",
+        "{% if %}",
+        "x" * 5000,
+        "{% for a in range(9) %}{% for b in range(9) %}x{% endfor %}{% endfor %}",
+    ],
+)
 def test_a_template_that_cannot_be_read_is_refused_at_once(template: str) -> None:
     with pytest.raises(ValueError):
         Template(template)
