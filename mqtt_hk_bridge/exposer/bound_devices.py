@@ -106,7 +106,7 @@ class BoundDevices:
         previous = self._bindings.get(device_id)
         self._bindings[device_id] = binding
         if previous is not None:
-            self._drop_readers(previous)
+            self._drop_readers(previous, forget_payloads=False)
             bound = {char.key for char in binding.characteristics}
             for char in previous.characteristics:
                 if char.key not in bound:
@@ -115,6 +115,10 @@ class BoundDevices:
             self.prune(device_id)
         for topic in binding.state_topics():
             self._readers.setdefault(topic, {})[device_id] = None
+        if previous is not None:
+            for topic in previous.state_topics() - binding.state_topics():
+                if topic not in self._readers:
+                    self._last_payload.pop(topic, None)
         availability_topics = {avail.topic for avail in binding.availability}
         known = self._availability.setdefault(device_id, {})
         for topic in list(known):
@@ -146,14 +150,17 @@ class BoundDevices:
         self._availability.pop(device_id, None)
         self._devices.release(device_id, binding.source)
 
-    def _drop_readers(self, binding: DeviceBinding) -> None:
+    def _drop_readers(self, binding: DeviceBinding, *, forget_payloads: bool = True) -> None:
+        """Stop reading the binding's topics. A topic nobody reads forgets its last payload,
+        unless the device is being bound again (its new binding replays it)."""
         for topic in binding.state_topics():
             readers = self._readers.get(topic)
             if readers is not None:
                 readers.pop(binding.device_id, None)
                 if not readers:
                     del self._readers[topic]
-                    self._last_payload.pop(topic, None)
+                    if forget_payloads:
+                        self._last_payload.pop(topic, None)
 
     def prune(self, device_id: str) -> None:
         """Remembered characteristics the device's binding does not have (its definition

@@ -32,6 +32,7 @@ MOTION = "zigbee2mqtt_0x00158d0001a9ec71"
 CONTACT = "zigbee2mqtt_0x00158d000122fcd1"
 WEATHER = "zigbee2mqtt_0x0017880104e45522"
 Z2M_BUTTON = "zigbee2mqtt_0x0017880104e45520"
+WALL = "zigbee2mqtt_0x0017880104e45542"
 Z2M = ("z2m_bulb", "z2m_motion", "z2m_contact", "z2m_weather", "z2m_button")
 
 
@@ -370,7 +371,8 @@ async def test_ids_follow_the_device_across_restarts_reordering_and_a_move_from_
     bridge.config.pop("devices")
     bridge.config.update(SOURCES)
     bridge.start()
-    for recording in recordings("tasmota_plug", "z2m_bulb", "z2m_weather"):
+    played = ("tasmota_plug", "z2m_bulb", "z2m_weather", "z2m_wall_switch")
+    for recording in recordings(*played):
         await recording.play(probe)
     home = HapClient.from_pairing_data(pairing)
     try:
@@ -380,19 +382,32 @@ async def test_ids_follow_the_device_across_restarts_reordering_and_a_move_from_
             has(WEATHER, HUMIDITY_SENSOR, CURRENT_HUMIDITY, 45),
             has(WEATHER, TEMPERATURE_SENSOR, CURRENT_TEMPERATURE, 21.5),
             lambda found: bool(services_of(found, aid_of(found, "A1B2C3"), SWITCH)),
+            lambda found: (
+                sorted(
+                    on_char(service)["value"]
+                    for service in services_of(found, aid_of(found, WALL), SWITCH)
+                )
+                == [False, True]
+            ),
         )
         first = await accessories_where(home, ready, "discovered devices")
         assert aid_of(first, BULB) == bulb_aid
+        wall = aid_of(first, WALL)
+        rockers = {  # the left rocker's state_left is ON, the right's OFF
+            "left" if on_char(service)["value"] else "right": int(on_char(service)["iid"])
+            for service in services_of(first, wall, SWITCH)
+        }
     finally:
         await home.close()
     bridge.stop()
 
-    # Every config cleared and announced again in reverse order, after a restart: same ids.
-    configs = [
-        m for r in recordings("tasmota_plug", "z2m_bulb", "z2m_weather") for m in r.configs()
-    ]
+    # Every config cleared and announced again in reverse order, after a restart: the same
+    # ids, and each rocker keeps its service (the left one now off, the right one on).
+    configs = [m for r in recordings(*played) for m in r.configs()]
     for message in configs:
         await probe.publish(message.topic, "", retain=True)
+    states = '{"state_left": "OFF", "state_right": "ON"}'
+    await probe.publish("zigbee2mqtt/wall_switch_double", states, retain=True)
     bridge.start()
     for message in reversed(configs):
         await probe.publish(message.topic, message.payload, retain=True)
@@ -400,5 +415,20 @@ async def test_ids_follow_the_device_across_restarts_reordering_and_a_move_from_
     try:
         again = await accessories_where(home, ready, "discovered devices after the restart")
         assert structure(again) == structure(first)
+
+        async def rockers_follow() -> bool:
+            values = await home.get([(wall, rockers["left"]), (wall, rockers["right"])])
+            return (
+                values[(wall, rockers["left"])].get("value") is False
+                and values[(wall, rockers["right"])].get("value") is True
+            )
+
+        await wait_for(rockers_follow, message="each rocker in its own service")
     finally:
         await home.close()
+
+
+def on_char(service: dict[str, Any]) -> dict[str, Any]:
+    return next(
+        char for char in service["characteristics"] if char["type"].upper().startswith("00000025")
+    )
