@@ -46,6 +46,7 @@ class App:
             reconnect_max=config.timing.reconnect_max,
             on_recovered=self._mqtt_recovered,
         )
+        self.router.on_filter_added = self.link.subscribe
         self.api = BridgeApi(self.link, config.base_topic)
         self.router.serve_api(self.api)
         self.exposer: ExposerSide | None = None

@@ -17,7 +17,7 @@ from typing import Any, Literal
 import voluptuous as vol
 import yaml
 
-from . import const
+from . import const, mapping_config
 from .controller.settings import SCHEMA as CONTROLLER_SCHEMA
 from .controller.settings import ControllerSettings
 from .durations import duration
@@ -87,19 +87,32 @@ def whole_number(value: Any) -> int:
     raise vol.Invalid(f"expected a whole number, got {value!r}")
 
 
-SECTIONS = ("mqtt", "homekit", "zeroconf", "defaults", "devices", "timing", "controller")
+SECTIONS = (
+    "mqtt",
+    "homekit",
+    "zeroconf",
+    "defaults",
+    "devices",
+    "timing",
+    "controller",
+    "homeassistant_discovery",
+)
 PORT = vol.All(whole_number, vol.Range(min=1, max=65535))
 #: Silence before "No Response" or removal: shorter than a second is a typo, not a policy.
 SILENCE = duration(1.0, never=True)
 COMMAND_TOPIC = vol.In([COMMAND_TOPIC_SET, COMMAND_TOPIC_SAME])
 
-DEVICE_OPTIONS = {
-    vol.Optional("name"): vol.All(str, vol.Length(min=1, max=64)),
-    vol.Optional("command_topic"): COMMAND_TOPIC,
-    vol.Optional("retain_commands"): bool,
-    vol.Optional("expire_after"): SILENCE,
-    vol.Optional("remove_after"): SILENCE,
-}
+DEVICE_OPTIONS = vol.All(
+    {
+        vol.Optional("name"): vol.All(str, vol.Length(min=1, max=64)),
+        vol.Optional("command_topic"): COMMAND_TOPIC,
+        vol.Optional("retain_commands"): bool,
+        vol.Optional("expire_after"): SILENCE,
+        vol.Optional("remove_after"): SILENCE,
+        **mapping_config.DEVICE_KEYS,
+    },
+    mapping_config.with_mapping,
+)
 
 SCHEMA = vol.Schema(
     {
@@ -150,6 +163,7 @@ SCHEMA = vol.Schema(
         },
         vol.Optional("devices", default={}): vol.Schema({device_id: DEVICE_OPTIONS}),
         vol.Optional("controller", default={}): CONTROLLER_SCHEMA,
+        **mapping_config.TOP_LEVEL_KEYS,
         # Tuning; the defaults are the documented behaviour, tests shorten them.
         vol.Optional("timing", default={}): {
             vol.Optional("event_window", default=const.DEFAULT_EVENT_WINDOW): duration(0),
@@ -215,6 +229,8 @@ class DeviceOptions:
     expire_after: float | None = None
     #: Silent this long, the device leaves the bridge (and its retained topics are cleared).
     remove_after: float | None = None
+    #: Its own topics and payloads (docs/mapping.md); None: our topic layout.
+    mapping: mapping_config.DeviceMapping | None = None
 
 
 @dataclass(frozen=True)
@@ -237,17 +253,19 @@ class Config:
     devices: Mapping[str, DeviceOptions] = field(default_factory=dict)
     timing: Timing = Timing()
     controller: ControllerSettings = field(default_factory=ControllerSettings)
+    sources: tuple[str, ...] = mapping_config.DEFAULT_SOURCES
+    discovery_prefix: str = const.DEFAULT_DISCOVERY_PREFIX
 
     def device_options(self, device_id: str) -> DeviceOptions:
         return self.devices.get(device_id, self.defaults)
 
 
 def mapping_in(schema: Any) -> dict[Any, Any] | None:
-    """The mapping a schema validates, looking inside `Schema` and `Any` (`tls: {...}` or
-    nothing); None when it validates no mapping."""
+    """The mapping a schema validates, looking inside `Schema`, `Any` (`tls: {...}` or
+    nothing) and `All` (a device's keys, then its checks); None when it validates none."""
     if isinstance(schema, vol.Schema):
         schema = schema.schema
-    if isinstance(schema, vol.Any):
+    if isinstance(schema, (vol.Any, vol.All)):
         found = [mapping_in(choice) for choice in schema.validators]
         return next((mapping for mapping in found if mapping is not None), None)
     return schema if isinstance(schema, dict) else None
@@ -390,6 +408,8 @@ def _build(data: dict[str, Any], source: str, base_dir: Path | None) -> Config:
         devices=devices,
         timing=Timing(**data["timing"]),
         controller=ControllerSettings(**data["controller"]),
+        sources=tuple(dict.fromkeys(data["sources"])),
+        discovery_prefix=data["homeassistant_discovery"]["prefix"],
     )
 
 

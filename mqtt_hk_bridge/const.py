@@ -31,6 +31,12 @@ BRIDGE_RESPONSE: Final = "response"  # response/<action>, transaction echoed
 
 #: Where an accessory-side device comes from: our own topic layout (the default source).
 SOURCE_HOMEKIT_TOPICS: Final = "homekit_topics"
+#: ... a `devices.<id>.services` mapping in bridge.yaml (always on when one is configured).
+SOURCE_MAPPED: Final = "mapped"
+#: ... a Home Assistant MQTT discovery config (Zigbee2MQTT, Tasmota, ESPHome publish them).
+SOURCE_HOMEASSISTANT_DISCOVERY: Final = "homeassistant_discovery"
+#: Home Assistant's default discovery prefix, which those firmwares use unless told not to.
+DEFAULT_DISCOVERY_PREFIX: Final = "homeassistant"
 
 #: The HAP side's state file in data_dir (keys, pairings, and its device id as `mac`).
 HAP_STATE_FILE: Final = "homekit-state.json"

@@ -44,7 +44,11 @@ class Router:
         self._api: BridgeApi | None = None
         self._owners: list[_Owner] = []
         self._fallback: DeviceHandler | None = None
+        #: Filters without wildcards, looked up at once (hundreds of device state topics).
+        self._exact: dict[str, MessageHandler] = {}
         self._filters: list[tuple[str, MessageHandler]] = []
+        #: Told of each filter added after start-up, so the link subscribes to it at once.
+        self.on_filter_added: Callable[[str], None] | None = None
         #: What the MQTT link subscribes to on every connect; filters added later join it.
         self.subscriptions: list[str] = topics.subscriptions(base_topic)
         self.rejected_topics = 0
@@ -63,14 +67,24 @@ class Router:
         self._fallback = handle
 
     def add_filter(self, topic_filter: str, handle: MessageHandler) -> None:
-        """`handle` gets messages matching an MQTT filter outside the base-topic tree."""
+        """`handle` gets messages matching an MQTT filter outside the base-topic tree; a
+        topic matching an exact filter goes there, before any wildcard filter."""
         if topics.filter_overlaps_base(topic_filter, self._base):
             raise ValueError(f"{topic_filter!r} overlaps the {self._base!r} tree")
-        self._filters.append((topic_filter, handle))
+        if "+" in topic_filter or "#" in topic_filter:
+            self._filters.append((topic_filter, handle))
+        else:
+            self._exact[topic_filter] = handle
         if topic_filter not in self.subscriptions:
             self.subscriptions.append(topic_filter)
+            if self.on_filter_added is not None:
+                self.on_filter_added(topic_filter)
 
     def dispatch(self, message: IncomingMessage) -> None:
+        exact = self._exact.get(message.topic)
+        if exact is not None:
+            exact(message)
+            return
         for topic_filter, handle in self._filters:
             if topics.matches(topic_filter, message.topic):
                 handle(message)

@@ -15,7 +15,7 @@ from typing import Protocol
 
 from .. import const
 from ..config import Config
-from ..errors import BridgeError, NotConnectedError
+from ..errors import BridgeError
 from ..mqtt.payloads import HapValue
 from ..mqtt.topics import CharKey
 from .device_store import DeviceStore
@@ -54,6 +54,8 @@ class ExposedDevices:
         self.hap = hap
         self._catalogue_changed = catalogue_changed
         self._sources: dict[str, DeviceSource] = {}
+        #: Device ids a source defines (a mapping, a discovery config): no other may report them.
+        self._claims: dict[str, str] = {}
         #: Availability as last shown, to log and republish each change once.
         self._shown_availability: dict[str, bool] = {}
 
@@ -70,6 +72,51 @@ class ExposedDevices:
             raise BridgeError(f"{device.device_id} comes from {device.source}, which is off")
         return source
 
+    def forget_devices_of_sources_off(self) -> None:
+        """At start-up, once every source is added: remembered devices whose source is
+        off leave the bridge (their aids stay reserved for when they come back)."""
+        for device in list(self.registry.devices.values()):
+            if device.source not in self._sources:
+                _LOGGER.info(
+                    "%s came from %s, which is off; not shown", device.device_id, device.source
+                )
+                self.registry.remove(device.device_id)
+                self._store.changed()
+
+    def claim(self, device_id: str, source: str) -> None:
+        """`source` defines the device: from now on no other source may report it. A
+        remembered device another defining source no longer claims moves over (a device
+        moved from a mapping to discovery keeps its aid); one our topic layout reported
+        stays its own. Raises BridgeError when the id is taken."""
+        owner = self._claims.get(device_id)
+        if owner is not None and owner != source:
+            raise BridgeError(f"device id {device_id} is already defined by {owner}")
+        device = self.registry.devices.get(device_id)
+        if device is not None and device.source != source:
+            if device.source == const.SOURCE_HOMEKIT_TOPICS:
+                raise BridgeError(
+                    f"device id {device_id} is already used by {device.source} (remove it "
+                    "with bridge/request/device/remove first)"
+                )
+            _LOGGER.info("%s moves from %s to %s", device_id, device.source, source)
+            self.forget(device_id)
+        self._claims[device_id] = source
+
+    def release(self, device_id: str, source: str) -> None:
+        """The source no longer defines the device: it leaves the bridge."""
+        if self._claims.get(device_id) == source:
+            del self._claims[device_id]
+            self.forget(device_id)
+
+    def claimed(self, source: str) -> set[str]:
+        return {device_id for device_id, owner in self._claims.items() if owner == source}
+
+    def forget(self, device_id: str) -> None:
+        """Take a device off the bridge without touching its topics (its aid is kept)."""
+        if self.registry.remove(device_id):
+            self._store.changed()
+            self._structure_changed(device_id)
+
     def show_known(self) -> None:
         """At start-up: every device remembered from the last run, before HAP is served."""
         for device in list(self.registry.devices.values()):
@@ -82,6 +129,9 @@ class ExposedDevices:
     ) -> None:
         """Raise BridgeError when the value cannot be taken: the device id belongs to another
         source, or the value would need a service the bridge has no room for."""
+        owner = self._claims.get(device_id)
+        if owner is not None and owner != source:
+            raise BridgeError(f"device id {device_id} is already defined by {owner}")
         device = self.registry.devices.get(device_id)
         if device is not None and device.source != source:
             raise BridgeError(f"device id {device_id} is already taken by {device.source}")
@@ -109,22 +159,43 @@ class ExposedDevices:
         """A value from the device, checked with `check_room` first. `live` is False for a
         retained message, which may be older than the device's `offline` and never presses a
         button again."""
+        self.set_values(device_id, [(key, value)], live=live, source=source)
+
+    def set_values(
+        self,
+        device_id: str,
+        values: list[tuple[CharKey, HapValue]],
+        *,
+        live: bool,
+        source: str = const.SOURCE_HOMEKIT_TOPICS,
+    ) -> None:
+        """Several values from one message, each checked with `check_room` first: the
+        accessory is rebuilt at most once, and the events go out together (HAP-python
+        sends the events of one loop turn in one frame)."""
         was_available = self.available(device_id)
         now = time.time()
-        change = self.registry.set_value(device_id, key, value, now, source)
+        events: list[tuple[CharKey, HapValue, Pace]] = []
+        structure = False
+        for key, value in values:
+            change = self.registry.set_value(device_id, key, value, now, source)
+            pace = pace_of(key.characteristic)
+            if change is Change.STRUCTURE:
+                structure = True
+            elif pace is not Pace.IMMEDIATE:
+                if change is Change.VALUE:
+                    events.append((key, value, pace))
+            elif live:
+                # Every press is an event, the same button twice included.
+                events.append((key, value, pace))
         if live:
             # A live message proves the device is up, whether or not it says `online` too.
             self.registry.set_online(device_id, True, now)
         self._store.changed()
-        pace = pace_of(key.characteristic)
-        if change is Change.STRUCTURE:
+        if structure:
             self._structure_changed(device_id)
-        elif pace is not Pace.IMMEDIATE:
-            if change is Change.VALUE:
+        else:
+            for key, value, pace in events:
                 self.hap.set_value(device_id, key, value, pace)
-        elif live:
-            # Every press is an event, the same button twice included.
-            self.hap.set_value(device_id, key, value, pace)
         if not was_available and self.available(device_id):
             self.availability_changed(device_id)
 
@@ -183,10 +254,10 @@ class ExposedDevices:
 
     def home_app_write(self, device_id: str, key: CharKey, value: HapValue) -> None:
         """A Home-app write -> the device. Runs inside the HAP request, so it must not wait;
-        a NotConnectedError becomes -70402 for the Home app."""
+        a BridgeError (not connected, no command form) becomes -70402 for the Home app."""
         try:
             self._source_of(self.registry.devices[device_id]).send_command(device_id, key, value)
-        except NotConnectedError:
+        except BridgeError:
             # HAP-python has already taken the value; the device never got it.
             previous = self.registry.devices[device_id].value(key)
             if previous is not None:

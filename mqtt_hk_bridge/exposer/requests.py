@@ -1,4 +1,5 @@
-"""The accessory side on the bridge API: its entries in `bridge/devices`, and the
+"""The accessory side on the bridge API: its entries in `bridge/devices` (with each
+device's source, its mapping, and why a device could not be mapped), and the
 `device/remove` and `device/rename` requests."""
 
 from __future__ import annotations
@@ -10,23 +11,47 @@ from ..api import BridgeApi
 from ..errors import BridgeError
 from ..homekit.catalog import Catalog
 from ..mqtt.topics import CharKey, state_topic
+from .bound_devices import BoundDevices
 from .devices import ExposedDevices
 from .registry import Device
 
 
 class DeviceRequests:
     def __init__(
-        self, *, api: BridgeApi, base_topic: str, catalog: Catalog, devices: ExposedDevices
+        self,
+        *,
+        api: BridgeApi,
+        base_topic: str,
+        catalog: Catalog,
+        devices: ExposedDevices,
+        bound: BoundDevices,
     ) -> None:
         self._base = base_topic
         self._catalog = catalog
         self._devices = devices
+        self._bound = bound
         api.register("device/remove", self._remove)
         api.register("device/rename", self._rename)
         api.add_catalogue_source(self.catalogue)
 
     def catalogue(self) -> list[dict[str, Any]]:
-        return [self._entry(device) for device in self._devices.registry.devices.values()]
+        entries = {
+            device.device_id: self._entry(device)
+            for device in self._devices.registry.devices.values()
+        }
+        for extra in self._bound.unlisted():
+            shown = entries.get(extra["id"])
+            if shown is None:
+                entries[extra["id"]] = {
+                    "origin": const.ORIGIN_MQTT,
+                    "name": extra["id"],
+                    "aid": None,
+                    **extra,
+                }
+            elif "unmapped" in extra:
+                # Another source holds the id; say why this one could not take it.
+                shown["not_mapped"] = {"source": extra["source"], "reason": extra["unmapped"]}
+        return list(entries.values())
 
     def _entry(self, device: Device) -> dict[str, Any]:
         services = []
@@ -39,22 +64,32 @@ class DeviceRequests:
                         "name": name,
                         "format": info.format,
                         "perms": list(info.perms),
-                        # Its live value is retained there; a copy here would go stale.
-                        "topic": state_topic(self._base, device.device_id, CharKey(key, name)),
+                        # Where its live value is retained (a copy here would go stale); a
+                        # mapped or discovered device's own topics are in its `mapping`.
+                        **(
+                            {"topic": state_topic(self._base, device.device_id, CharKey(key, name))}
+                            if device.source == const.SOURCE_HOMEKIT_TOPICS
+                            else {}
+                        ),
                         **({"unit": info.unit} if info.unit else {}),
                     }
                 )
             services.append(
                 {"type": key.service, "index": key.index, "characteristics": characteristics}
             )
-        return {
+        entry: dict[str, Any] = {
             "id": device.device_id,
             "origin": const.ORIGIN_MQTT,
+            "source": device.source,
             "name": self._devices.display_name(device),
             "aid": self._devices.hap.aid(device.device_id),
             "available": self._devices.available(device.device_id),
             "services": services,
         }
+        mapping = self._bound.mapping(device.device_id)
+        if mapping is not None:
+            entry["mapping"] = mapping
+        return entry
 
     def _device(self, body: dict[str, Any]) -> Device:
         device_id = str(body.get("id", ""))

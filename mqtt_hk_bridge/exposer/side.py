@@ -2,9 +2,10 @@
 
 Its parts, each with one job: `HapBridge` (the HAP bridge, its accessories and state
 files), `DeviceStore` (what the devices said, on disk), `ExposedDevices` (keeps the two in
-step), `HomeKitTopicsSource` (our topic layout in and out), `AvailabilityWatch` (expiry and
-removal of silent devices) and `DeviceRequests` (the bridge API). This module builds them
-and runs them.
+step), the sources (`HomeKitTopicsSource`: our topic layout in and out; `MappedSource`:
+devices mapped in bridge.yaml; `HomeAssistantDiscovery`: discovered devices; the last two
+run on `BoundDevices`), `AvailabilityWatch` (expiry and removal of silent devices) and
+`DeviceRequests` (the bridge API). This module builds them and runs them.
 """
 
 from __future__ import annotations
@@ -21,9 +22,12 @@ from ..mqtt.link import MqttLink
 from ..routing import Router
 from ..tasks import TaskSet
 from .availability import AvailabilityWatch
+from .bound_devices import BoundDevices
 from .device_store import DeviceStore
 from .devices import ExposedDevices
+from .discovery_source import HomeAssistantDiscovery
 from .hap_bridge import HapBridge
+from .mapped_source import bind_mapped_devices
 from .requests import DeviceRequests
 from .topics_input import HomeKitTopicsSource
 
@@ -58,13 +62,40 @@ class ExposerSide:
         self.devices = ExposedDevices(
             config=config, store=self._store, hap=self.hap, catalogue_changed=api.catalogue_changed
         )
-        source = HomeKitTopicsSource(
-            config=config, link=link, api=api, catalog=catalog, devices=self.devices
+        if const.SOURCE_HOMEKIT_TOPICS in config.sources:
+            source = HomeKitTopicsSource(
+                config=config, link=link, api=api, catalog=catalog, devices=self.devices
+            )
+            self.devices.add_source(const.SOURCE_HOMEKIT_TOPICS, source)
+            router.own_other_devices(source.handle)
+        bound = BoundDevices(
+            link=link, api=api, router=router, catalog=catalog, devices=self.devices
         )
-        self.devices.add_source(const.SOURCE_HOMEKIT_TOPICS, source)
-        router.own_other_devices(source.handle)
+        self.devices.add_source(const.SOURCE_MAPPED, bound)
+        self._discovery: HomeAssistantDiscovery | None = None
+        if const.SOURCE_HOMEASSISTANT_DISCOVERY in config.sources:
+            self.devices.add_source(const.SOURCE_HOMEASSISTANT_DISCOVERY, bound)
+            self._discovery = HomeAssistantDiscovery(
+                prefix=config.discovery_prefix,
+                data_dir=config.data_dir,
+                link=link,
+                api=api,
+                router=router,
+                devices=self.devices,
+                bound=bound,
+            )
+        self.devices.forget_devices_of_sources_off()
+        bind_mapped_devices(
+            config=config, api=api, catalog=catalog, devices=self.devices, bound=bound
+        )
         self._availability = AvailabilityWatch(config=config, api=api, devices=self.devices)
-        DeviceRequests(api=api, base_topic=config.base_topic, catalog=catalog, devices=self.devices)
+        DeviceRequests(
+            api=api,
+            base_topic=config.base_topic,
+            catalog=catalog,
+            devices=self.devices,
+            bound=bound,
+        )
         self._loops = TaskSet(_LOGGER, "Accessory-side loop")
         self.devices.show_known()
 
@@ -75,6 +106,8 @@ class ExposerSide:
         self._loops.spawn(self._availability.run(), name="expire-devices")
 
     async def stop(self) -> None:
+        if self._discovery is not None:
+            self._discovery.close()
         await self._loops.cancel()
         self._store.flush()
         await self.hap.stop()

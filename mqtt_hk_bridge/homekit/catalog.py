@@ -1,7 +1,8 @@
 """HAP service and characteristic definitions, read from HAP-python's own tables.
 
 Names are HAP-python's (`TemperatureSensor`, `CurrentTemperature`); a lookup is exact first,
-then case-insensitive. Nothing here is hand-written: a HAP-python upgrade brings new types.
+then case-insensitive. Nothing here is hand-written but `SPEC_OPTIONAL`, what HAP-python's
+table leaves out: a HAP-python upgrade brings new types.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ FORMAT_RANGES: Mapping[str, tuple[int, int]] = {
 DEFAULT_MAX_LEN = 64
 #: Apple's base UUID: `0000XXXX-0000-1000-8000-0026BB765291` is shortened to `XXXX`.
 APPLE_UUID_SUFFIX = "-0000-1000-8000-0026BB765291"
+#: Optional characteristics the HAP specification gives a service and HAP-python's table
+#: leaves out (5.2: a Lightbulb without ColorTemperature, which white-spectrum bulbs need).
+SPEC_OPTIONAL: Mapping[str, tuple[str, ...]] = {"Lightbulb": ("ColorTemperature",)}
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,11 @@ def _lookup(table: Mapping[str, Any], folded: Mapping[str, str], name: str) -> A
     return found
 
 
+def _optional(service: str, listed: Any) -> tuple[str, ...]:
+    extra = [name for name in SPEC_OPTIONAL.get(service, ()) if name not in listed]
+    return (*listed, *extra)
+
+
 class Catalog:
     """Every service and characteristic HAP-python knows, by name and by UUID."""
 
@@ -117,7 +126,7 @@ class Catalog:
                 name=name,
                 uuid=normalize_uuid(raw["UUID"]),
                 required=tuple(raw["RequiredCharacteristics"]),
-                optional=tuple(raw.get("OptionalCharacteristics", ())),
+                optional=_optional(name, raw.get("OptionalCharacteristics", ())),
             )
             for name, raw in loader.serv_types.items()
         }

@@ -317,20 +317,8 @@ class MqttLink:
         self._on_recovered(Outage(failure, attempts, seconds))
 
     async def _serve(self, client: aiomqtt.Client) -> None:
-        # QoS 0: a broker holds at most so many QoS 1 messages per client (Mosquitto: 1000)
-        # and drops the rest, so a start-up flood of retained topics would lose devices. QoS
-        # 0 to a connected client is not queued that way; what a lost connection loses, the
-        # retained topics and our own store bring back on the next connect.
-        options = (
-            SubscribeOptions(qos=0, noLocal=True)
-            if self._protocol == aiomqtt.ProtocolVersion.V5
-            else None
-        )
         for pattern in self._subscriptions:
-            if options is not None:
-                await client.subscribe(pattern, options=options)
-            else:
-                await client.subscribe(pattern, qos=0)
+            await self._subscribe(client, pattern)
         self._client = client
         _LOGGER.info(
             "Connected to MQTT broker %s:%s (MQTT %s)",
@@ -344,6 +332,31 @@ class MqttLink:
             await hook()
         async for message in client.messages:
             self._dispatch(message)
+
+    async def _subscribe(self, client: aiomqtt.Client, pattern: str) -> None:
+        # QoS 0: a broker holds at most so many QoS 1 messages per client (Mosquitto: 1000)
+        # and drops the rest, so a start-up flood of retained topics would lose devices. QoS
+        # 0 to a connected client is not queued that way; what a lost connection loses, the
+        # retained topics and our own store bring back on the next connect.
+        if self._protocol == aiomqtt.ProtocolVersion.V5:
+            await client.subscribe(pattern, options=SubscribeOptions(qos=0, noLocal=True))
+        else:
+            await client.subscribe(pattern, qos=0)
+
+    def subscribe(self, pattern: str) -> None:
+        """Subscribe now to a filter added to the subscription list while connected (it is
+        subscribed on every later connect with the rest of the list)."""
+        client = self._client
+        if client is None:
+            return
+        task = asyncio.get_running_loop().create_task(self._subscribe(client, pattern))
+        self._pending.add(task)
+        task.add_done_callback(self._subscribe_done)
+
+    def _subscribe_done(self, task: asyncio.Task[None]) -> None:
+        self._pending.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            _LOGGER.warning("Subscribe failed: %s", task.exception())
 
     def _dispatch(self, message: aiomqtt.Message) -> None:
         payload = message.payload

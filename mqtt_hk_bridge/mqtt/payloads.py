@@ -56,6 +56,18 @@ def _json_depth_ok(text: str) -> bool:
     return True
 
 
+def json_document(text: str) -> Any:
+    """A whole JSON payload (object, list or scalar), depth-checked before parsing."""
+    if not _json_depth_ok(text):
+        raise PayloadError(f"JSON nested deeper than {const.MAX_JSON_DEPTH} levels")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        raise PayloadError(f"payload is not JSON ({err.msg} at character {err.pos})") from err
+    except ValueError as err:  # a number too long for int()
+        raise PayloadError(f"payload is not usable JSON ({err})") from err
+
+
 def _unwrap(text: str) -> Any:
     """A JSON scalar or `{"value": x}` as its Python value; anything else as the plain text."""
     if not text or (text[0] not in '[{"' and text not in ("true", "false", "null")):

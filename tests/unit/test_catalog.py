@@ -113,6 +113,13 @@ def test_optional_characteristics_are_allowed(catalog: Catalog) -> None:
     assert catalog.characteristic(bulb, "Name").name == "Name"
 
 
+def test_a_lightbulb_may_show_colour_temperature(catalog: Catalog) -> None:
+    # HAP's Lightbulb has it; HAP-python's table leaves it out (SPEC_OPTIONAL adds it).
+    bulb = catalog.service("Lightbulb")
+    assert catalog.characteristic(bulb, "ColorTemperature").name == "ColorTemperature"
+    assert bulb.optional.count("ColorTemperature") == 1
+
+
 def test_error_for_a_huge_name_stays_short(catalog: Catalog) -> None:
     # A 65,535-character topic level must not become a 65 kB log line.
     huge = "X" * 65_000

@@ -64,3 +64,25 @@ def test_bad_topics_under_the_base_are_counted_not_delivered(
 def test_a_filter_may_not_take_over_the_base_tree(router: Router) -> None:
     with pytest.raises(ValueError, match="overlaps"):
         router.add_filter("+/esp_1/#", lambda msg: None)
+
+
+def test_an_exact_filter_wins_over_a_wildcard_one(
+    router: Router, received: dict[str, list[object]]
+) -> None:
+    # A device's state topic under a discovery prefix goes to the device, not the prefix.
+    prefix: list[str] = []
+    router.add_filter("homeassistant/#", lambda msg: prefix.append(msg.topic))
+    router.add_filter("homeassistant/sensor/x/state", lambda msg: received["tasmota"].append("x"))
+    router.dispatch(message("homeassistant/sensor/x/state"))
+    router.dispatch(message("homeassistant/sensor/x/config"))
+    assert received["tasmota"] == ["x"]
+    assert prefix == ["homeassistant/sensor/x/config"]
+
+
+def test_a_filter_added_later_is_announced_once(router: Router) -> None:
+    added: list[str] = []
+    router.on_filter_added = added.append
+    router.add_filter("zigbee2mqtt/bulb", lambda msg: None)
+    router.add_filter("zigbee2mqtt/bulb", lambda msg: None)
+    assert added == ["zigbee2mqtt/bulb"]
+    assert router.subscriptions.count("zigbee2mqtt/bulb") == 1
