@@ -14,7 +14,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from . import const
+from . import api_schemas, const
 from .errors import BridgeError, NotConnectedError, PayloadError
 from .mqtt.link import MqttLink
 from .mqtt.payloads import payload_text
@@ -25,6 +25,8 @@ _LOGGER = logging.getLogger(__name__)
 
 #: Changes to the catalogue within this many seconds are published together.
 CATALOGUE_DELAY = 0.25
+#: Longest part of an unknown action quoted in an answer or the log.
+MAX_SHOWN_ACTION = 120
 
 RequestHandler = Callable[[dict[str, Any]], Awaitable[Any]]
 CatalogueSource = Callable[[], list[dict[str, Any]]]
@@ -42,7 +44,10 @@ class BridgeApi:
         self._last_catalogue: str | None = None
 
     def register(self, action: str, handler: RequestHandler) -> None:
-        """`handler(body)` answers `bridge/request/<action>`; raise BridgeError to refuse."""
+        """`handler(body)` answers `bridge/request/<action>` with the body its schema in
+        api_schemas.py has checked; it raises BridgeError to refuse."""
+        if action not in api_schemas.SCHEMAS:
+            raise ValueError(f"request {action!r} has no schema in api_schemas.py")
         self._handlers[action] = handler
 
     def add_catalogue_source(self, source: CatalogueSource) -> None:
@@ -100,23 +105,42 @@ class BridgeApi:
         body: dict[str, Any] = {}
         response: dict[str, Any]
         try:
-            text = payload_text(payload)
-            parsed = json.loads(text) if text else {}
-            if not isinstance(parsed, dict):
-                raise PayloadError("a request body must be a JSON object")
-            body = parsed
+            body = _parse_body(payload)
             handler = self._handlers.get(action)
             if handler is None:
                 known = ", ".join(sorted(self._handlers))
-                raise BridgeError(f"unknown request {action!r} (known: {known})")
-            response = {"status": "ok", "data": await handler(body)}
+                raise BridgeError(f"unknown request {_shown(action)} (known: {known})")
+            response = {"status": "ok", "data": await handler(api_schemas.validate(action, body))}
+        except api_schemas.RequestInvalid as err:
+            response = {"status": "error", "error": str(err)}
+            if err.field is not None:
+                response["field"] = err.field
         except (BridgeError, ValueError) as err:
             response = {"status": "error", "error": str(err)}
         except Exception as err:
-            _LOGGER.exception("Request %s failed", action)
+            _LOGGER.exception("Request %s failed", _shown(action))
             response = {"status": "error", "error": f"internal error: {err}"}
-        if "transaction" in body:
-            response["transaction"] = body["transaction"]
+        if api_schemas.TRANSACTION in body:
+            response[api_schemas.TRANSACTION] = body[api_schemas.TRANSACTION]
         if response["status"] == "error":
-            _LOGGER.warning("Request %s refused: %s", action, response["error"])
+            _LOGGER.warning("Request %s refused: %s", _shown(action), response["error"])
         self._publish(bridge_topic(self._base, const.BRIDGE_RESPONSE, action), json.dumps(response))
+
+
+def _parse_body(payload: bytes) -> dict[str, Any]:
+    """A request body: a JSON object (an empty payload is `{}`)."""
+    text = payload_text(payload)
+    if not text:
+        return {}
+    try:
+        parsed = json.loads(text)
+    except (ValueError, RecursionError):
+        raise PayloadError("request payload is not JSON") from None
+    if not isinstance(parsed, dict):
+        raise PayloadError("a request body must be a JSON object")
+    return parsed
+
+
+def _shown(text: str) -> str:
+    """User input in a message: quoted, and at most so long."""
+    return repr(text) if len(text) <= MAX_SHOWN_ACTION else f"{text[:MAX_SHOWN_ACTION]!r}..."

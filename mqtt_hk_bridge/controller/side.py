@@ -219,7 +219,11 @@ class ControllerSide:
         self._retained.republish()
 
     def catalogue(self) -> list[dict[str, Any]]:
-        return [entry for session in self.sessions.values() for entry in session.mirror.catalogue()]
+        return [
+            entry
+            for session in self.sessions.values()
+            for entry in session.mirror.catalogue(session.link.transport)
+        ]
 
     # ---- bridge/request handlers -----------------------------------------------------
     def _require_controller(self) -> Controller:
@@ -229,21 +233,14 @@ class ControllerSide:
 
     async def _discover(self, body: dict[str, Any]) -> list[dict[str, Any]]:
         controller = self._require_controller()
-        wait = float(body.get("timeout", 0) or 0)
+        wait = float(body.get("timeout", 0))
         if wait > 0:
-            await asyncio.sleep(min(wait, 30.0))  # let zeroconf answers come in
+            await asyncio.sleep(wait)  # let zeroconf answers come in
         return discoveries(controller, self.store)
 
     async def _pair(self, body: dict[str, Any]) -> dict[str, Any]:
         controller = self._require_controller()
-        try:
-            device_id = str(body["device_id"])
-            setup_code = str(body["setup_code"])
-            alias = str(body["alias"])
-        except KeyError as err:
-            raise PairingError(
-                f"pair needs device_id, setup_code and alias; {err} missing"
-            ) from None
+        device_id, setup_code, alias = body["device_id"], body["setup_code"], body["alias"]
         async with self._pair_lock:
             try:
                 pairing = await pair_accessory(
@@ -252,7 +249,7 @@ class ControllerSide:
                     device_id=device_id,
                     setup_code=setup_code,
                     alias=alias,
-                    find_timeout=float(body.get("timeout", self.settings.discover_timeout)),
+                    find_timeout=body.get("timeout", self.settings.discover_timeout),
                 )
             except HomeKitException as err:
                 raise PairingError(
@@ -264,7 +261,7 @@ class ControllerSide:
 
     async def _unpair(self, body: dict[str, Any]) -> dict[str, Any]:
         controller = self._require_controller()
-        alias = str(body.get("alias", ""))
+        alias = body["alias"]
         if alias not in self.store:
             raise PairingError(f"no pairing called {alias!r}")
         async with self._pair_lock:
@@ -273,7 +270,7 @@ class ControllerSide:
                 await session.stop(shutdown=False)
             try:
                 confirmed = await unpair_accessory(
-                    controller, self.store, alias, force=bool(body.get("force", False))
+                    controller, self.store, alias, force=body.get("force", False)
                 )
             except PairingError:
                 kept = loaded_pairing(controller, alias)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import const
+from .. import catalogue, const
 from ..api import BridgeApi
 from ..errors import BridgeError
 from ..homekit.catalog import Catalog
@@ -25,31 +25,28 @@ class DeviceRequests:
         return [self._entry(device) for device in self._devices.registry.devices.values()]
 
     def _entry(self, device: Device) -> dict[str, Any]:
-        services = []
-        for key, values in sorted(device.services.items()):
-            characteristics = []
-            for name in sorted(values):
-                info = self._catalog.characteristics[name]
-                characteristics.append(
-                    {
-                        "name": name,
-                        "format": info.format,
-                        "perms": list(info.perms),
-                        "value": values[name],
-                        **({"unit": info.unit} if info.unit else {}),
-                    }
-                )
-            services.append(
-                {"type": key.service, "index": key.index, "characteristics": characteristics}
+        services = [
+            catalogue.service_entry(
+                key.service,
+                key.index,
+                [
+                    catalogue.characteristic_entry(
+                        self._catalog.characteristics[name], value=values[name], has_value=True
+                    )
+                    for name in sorted(values)
+                ],
             )
-        return {
-            "id": device.device_id,
-            "origin": const.ORIGIN_MQTT,
-            "name": self._devices.display_name(device),
-            "aid": self._devices.hap.aid(device.device_id),
-            "available": self._devices.available(device.device_id),
-            "services": services,
-        }
+            for key, values in sorted(device.services.items())
+        ]
+        return catalogue.device_entry(
+            device_id=device.device_id,
+            origin=const.ORIGIN_MQTT,
+            source=device.source,
+            name=self._devices.display_name(device),
+            aid=self._devices.hap.aid(device.device_id),
+            available=self._devices.available(device.device_id),
+            services=services,
+        )
 
     def _device(self, body: dict[str, Any]) -> Device:
         device_id = str(body.get("id", ""))
