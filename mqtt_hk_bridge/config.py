@@ -165,6 +165,9 @@ class DeviceOptions:
     """Per-device behaviour; unset fields fall back to `defaults`."""
 
     name: str | None = None
+    #: The keys bridge.yaml sets for this very device (`devices.<id>`); a request may not
+    #: change them (docs/api.md, `device/options`).
+    configured: frozenset[str] = frozenset()
     command_topic: str = COMMAND_TOPIC_SET
     retain_commands: bool = False
     expire_after: float | None = None
@@ -253,7 +256,7 @@ def _build(data: dict[str, Any], source: str, base_dir: Path | None) -> Config:
     tls = TlsConfig(**mqtt["tls"]) if "tls" in mqtt else None
     defaults = DeviceOptions(**data["defaults"])
     devices = {
-        device_id: DeviceOptions(**{**data["defaults"], **options})
+        device_id: DeviceOptions(**{**data["defaults"], **options}, configured=frozenset(options))
         for device_id, options in data["devices"].items()
     }
     interfaces = data["zeroconf"].get("interfaces")

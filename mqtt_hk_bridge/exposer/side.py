@@ -9,6 +9,7 @@ and runs them.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 from zeroconf.asyncio import AsyncZeroconf
@@ -21,6 +22,7 @@ from ..mqtt.link import MqttLink
 from ..routing import Router
 from ..tasks import TaskSet
 from .availability import AvailabilityWatch
+from .device_options import OPTIONS_FILE, DeviceOptionsRequest, LiveDeviceOptions
 from .device_store import DeviceStore
 from .devices import ExposedDevices
 from .hap_bridge import HapBridge
@@ -42,6 +44,9 @@ class ExposerSide:
         version: str,
     ) -> None:
         catalog = get_catalog()
+        # Every part reads per-device options through config, with device/options merged in.
+        self.options = LiveDeviceOptions(config, config.data_dir / OPTIONS_FILE)
+        config = dataclasses.replace(config, devices=self.options)
         self._store = DeviceStore(config.data_dir, config.timing.state_flush_interval)
         self.hap = HapBridge(
             homekit=config.homekit,
@@ -65,6 +70,7 @@ class ExposerSide:
         router.own_other_devices(source.handle)
         self._availability = AvailabilityWatch(config=config, api=api, devices=self.devices)
         DeviceRequests(api=api, catalog=catalog, devices=self.devices)
+        DeviceOptionsRequest(api=api, config=config, options=self.options, devices=self.devices)
         self._loops = TaskSet(_LOGGER, "Accessory-side loop")
         self.devices.show_known()
 

@@ -96,10 +96,17 @@ timing: {event_window: 0.2, config_debounce: 0.1, state_flush_interval: 0.5, rec
     )
     # A device's own keys win; the rest come from `defaults`.
     assert config.device_options("esp8266_12345678") == DeviceOptions(
-        name="Living room sensor", command_topic="same", retain_commands=True, expire_after=900.0
+        name="Living room sensor",
+        command_topic="same",
+        retain_commands=True,
+        expire_after=900.0,
+        configured=frozenset({"name", "expire_after"}),
     )
     assert config.device_options("TEST") == DeviceOptions(
-        command_topic="set", retain_commands=True, expire_after=600.0
+        command_topic="set",
+        retain_commands=True,
+        expire_after=600.0,
+        configured=frozenset({"command_topic"}),
     )
     assert config.device_options("unlisted") == config.defaults
     assert config.timing == Timing(0.2, 0.1, 0.5, 5.0)
