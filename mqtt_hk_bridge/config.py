@@ -17,6 +17,8 @@ import voluptuous as vol
 import yaml
 
 from . import const
+from .controller.ha_settings import SCHEMA as HOMEASSISTANT_SCHEMA
+from .controller.ha_settings import HomeAssistantSettings
 from .controller.settings import SCHEMA as CONTROLLER_SCHEMA
 from .controller.settings import ControllerSettings
 from .errors import ConfigError
@@ -110,6 +112,7 @@ SCHEMA = vol.Schema(
         vol.Optional("zeroconf", default={}): {
             vol.Optional("interfaces"): vol.Any(None, [str]),
         },
+        vol.Optional("homeassistant", default={}): vol.Any(None, HOMEASSISTANT_SCHEMA),
         vol.Optional("defaults", default={}): {
             vol.Optional("command_topic", default=COMMAND_TOPIC_SET): COMMAND_TOPIC,
             vol.Optional("retain_commands", default=False): bool,
@@ -191,6 +194,7 @@ class Config:
     mqtt: MqttConfig = MqttConfig()
     homekit: HomeKitConfig = HomeKitConfig()
     zeroconf_interfaces: tuple[str, ...] | None = None
+    homeassistant: HomeAssistantSettings = field(default_factory=HomeAssistantSettings)
     defaults: DeviceOptions = DeviceOptions()
     devices: Mapping[str, DeviceOptions] = field(default_factory=dict)
     timing: Timing = Timing()
@@ -279,6 +283,7 @@ def _build(data: dict[str, Any], source: str, base_dir: Path | None) -> Config:
         ),
         homekit=HomeKitConfig(**data["homekit"]),
         zeroconf_interfaces=tuple(interfaces) if interfaces else None,
+        homeassistant=HomeAssistantSettings(**(data["homeassistant"] or {})),
         defaults=defaults,
         devices=devices,
         timing=Timing(**data["timing"]),

@@ -289,14 +289,6 @@ class AccessoryMirror:
             )
         return entries
 
-    def information(self, device: MirroredDevice) -> dict[str, Any]:
-        """The AccessoryInformation values known for a device (Manufacturer, Model, ...)."""
-        return {
-            char.key.characteristic: self.values[char.char_id]
-            for char in device.chars
-            if char.key.service == const.INFO_SERVICE and char.char_id in self.values
-        }
-
 
 def build(
     alias: str, base_topic: str, accessories: list[dict[str, Any]]

@@ -27,6 +27,7 @@ from ..mqtt.topics import CommandTopic, command_topic
 from ..routing import DeviceTopic, Router
 from ..tasks import TaskSet
 from .aiohomekit_adapter import forget_pairing, loaded_pairing, start_controller, stop_controller
+from .ha_discovery import HomeAssistantDiscovery
 from .mirror import AccessoryMirror, RetainedTopics
 from .pairings import (
     PairingError,
@@ -82,6 +83,11 @@ class ControllerSide:
         self._commands = TaskSet(_LOGGER, "Controller command")
         self._watch = TaskSet(_LOGGER, "Following the pairing file")
         self._pairing_file: tuple[int, int, int] | None = None
+        self._discovery = (
+            HomeAssistantDiscovery(config.homeassistant, self._base, link, router)
+            if config.homeassistant.discovery
+            else None
+        )
         router.own_devices(self.owns, self.handle)
 
     # ---- lifecycle -------------------------------------------------------------------
@@ -104,7 +110,7 @@ class ControllerSide:
         self._api.register("unpair", self._unpair)
         self._api.register("list-pairings", self._list_pairings)
         self._api.add_catalogue_source(self.catalogue)
-        self._api.catalogue_changed()
+        self._catalogue_changed()
         _LOGGER.info("Controller side started with %d pairing(s)", len(self.sessions))
 
     async def stop(self) -> None:
@@ -127,7 +133,7 @@ class ControllerSide:
             self.settings,
             store=self.store,
             event=self._api.event,
-            catalogue_changed=self._api.catalogue_changed,
+            catalogue_changed=self._catalogue_changed,
         )
         self.sessions[alias] = session
         session.start()
@@ -165,7 +171,7 @@ class ControllerSide:
                 continue
             self._start_session(alias, pairing)
             _LOGGER.info("Pairing %s was added to the pairing file", alias)
-        self._api.catalogue_changed()
+        self._catalogue_changed()
 
     # ---- routing ---------------------------------------------------------------------
     def _alias_of(self, device_id: str) -> str | None:
@@ -215,8 +221,22 @@ class ControllerSide:
         self._commands.spawn(session.command(topic, payload))
 
     async def republish(self) -> None:
-        """After an MQTT (re)connect: every retained topic of every paired accessory."""
+        """After an MQTT (re)connect: every retained topic of every paired accessory, and
+        their Home Assistant discovery."""
         self._retained.republish()
+        if self._discovery is not None:
+            self._discovery.republish()
+
+    def _catalogue_changed(self) -> None:
+        """An accessory was paired, unpaired, read anew or changed availability."""
+        self._api.catalogue_changed()
+        if self._discovery is not None:
+            pairings = self.store.all()
+            self._discovery.update(
+                (session.mirror, str(pairings[alias]["AccessoryPairingID"]))
+                for alias, session in self.sessions.items()
+                if alias in pairings
+            )
 
     def catalogue(self) -> list[dict[str, Any]]:
         return [
@@ -256,7 +276,7 @@ class ControllerSide:
                     f"pairing {device_id} failed: {err or type(err).__name__}"
                 ) from err
             self._start_session(alias, pairing)
-        self._api.catalogue_changed()
+        self._catalogue_changed()
         return {"alias": alias, "device_id": device_id.lower()}
 
     async def _unpair(self, body: dict[str, Any]) -> dict[str, Any]:
@@ -279,7 +299,7 @@ class ControllerSide:
                 raise
             if session is not None:
                 session.mirror.unload()
-        self._api.catalogue_changed()
+        self._catalogue_changed()
         return {"alias": alias, "confirmed": confirmed}
 
     async def _list_pairings(self, body: dict[str, Any]) -> list[dict[str, Any]]:
