@@ -108,6 +108,10 @@ class BridgeProcess:
         return self._since_start(self.out_path)
 
     @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    @property
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
