@@ -17,6 +17,7 @@ from mqtt_hk_bridge.config import (
     load,
     parse,
 )
+from mqtt_hk_bridge.controller.ha_settings import HomeAssistantSettings
 from mqtt_hk_bridge.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -382,3 +383,19 @@ def test_relative_data_dir_whatever_the_file_is_called(
 def test_absolute_data_dir_is_kept(tmp_path: Path) -> None:
     config = load(write(tmp_path, "data_dir: /srv/bridge\n"), environ={})
     assert config.data_dir == Path("/srv/bridge")
+
+
+# --- homeassistant: discovery for the controller side --------------------------------------
+def test_homeassistant_discovery_is_off_by_default() -> None:
+    assert parse({}).homeassistant == HomeAssistantSettings(discovery=False, prefix="homeassistant")
+    assert parse({"homeassistant": None}).homeassistant.discovery is False
+
+
+def test_homeassistant_section() -> None:
+    config = parse({"homeassistant": {"discovery": True, "prefix": "ha/discovery"}})
+    assert config.homeassistant == HomeAssistantSettings(discovery=True, prefix="ha/discovery")
+    for prefix in ("ha/#", "", "/ha", "ha/"):
+        with pytest.raises(ConfigError, match=r"homeassistant\.prefix"):
+            parse({"homeassistant": {"prefix": prefix}})
+    with pytest.raises(ConfigError, match=r"homeassistant\.discover"):
+        parse({"homeassistant": {"discover": True}})
