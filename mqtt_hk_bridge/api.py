@@ -14,19 +14,18 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from . import api_schemas, const
+from . import const
 from .errors import BridgeError, NotConnectedError, PayloadError
 from .mqtt.link import MqttLink
 from .mqtt.payloads import payload_text
 from .mqtt.topics import bridge_topic
+from .request_schemas import SCHEMAS, TRANSACTION, RequestInvalid, validate
 from .tasks import TaskSet
 
 _LOGGER = logging.getLogger(__name__)
 
 #: Changes to the catalogue within this many seconds are published together.
 CATALOGUE_DELAY = 0.25
-#: Longest part of an unknown action quoted in an answer or the log.
-MAX_SHOWN_ACTION = 120
 
 RequestHandler = Callable[[dict[str, Any]], Awaitable[Any]]
 CatalogueSource = Callable[[], list[dict[str, Any]]]
@@ -45,10 +44,14 @@ class BridgeApi:
 
     def register(self, action: str, handler: RequestHandler) -> None:
         """`handler(body)` answers `bridge/request/<action>` with the body its schema in
-        api_schemas.py has checked; it raises BridgeError to refuse."""
-        if action not in api_schemas.SCHEMAS:
-            raise ValueError(f"request {action!r} has no schema in api_schemas.py")
-        self._handlers[action] = handler
+        request_schemas.py has checked; it raises BridgeError to refuse."""
+        if action not in SCHEMAS:
+            raise ValueError(f"request {action!r} has no schema in request_schemas.py")
+
+        async def checked(body: dict[str, Any]) -> Any:
+            return await handler(validate(action, body))
+
+        self._handlers[action] = checked
 
     def add_catalogue_source(self, source: CatalogueSource) -> None:
         self._sources.append(source)
@@ -109,21 +112,17 @@ class BridgeApi:
             handler = self._handlers.get(action)
             if handler is None:
                 known = ", ".join(sorted(self._handlers))
-                raise BridgeError(f"unknown request {_shown(action)} (known: {known})")
-            response = {"status": "ok", "data": await handler(api_schemas.validate(action, body))}
-        except api_schemas.RequestInvalid as err:
-            response = {"status": "error", "error": str(err)}
-            if err.field is not None:
-                response["field"] = err.field
+                raise BridgeError(f"unknown request {action!r} (known: {known})")
+            response = {"status": "ok", "data": await handler(body)}
         except (BridgeError, ValueError) as err:
-            response = {"status": "error", "error": str(err)}
+            response = _refusal(err)
         except Exception as err:
-            _LOGGER.exception("Request %s failed", _shown(action))
+            _LOGGER.exception("Request %s failed", action)
             response = {"status": "error", "error": f"internal error: {err}"}
-        if api_schemas.TRANSACTION in body:
-            response[api_schemas.TRANSACTION] = body[api_schemas.TRANSACTION]
+        if TRANSACTION in body:
+            response[TRANSACTION] = body[TRANSACTION]
         if response["status"] == "error":
-            _LOGGER.warning("Request %s refused: %s", _shown(action), response["error"])
+            _LOGGER.warning("Request %s refused: %s", action, response["error"])
         self._publish(bridge_topic(self._base, const.BRIDGE_RESPONSE, action), json.dumps(response))
 
 
@@ -141,6 +140,9 @@ def _parse_body(payload: bytes) -> dict[str, Any]:
     return parsed
 
 
-def _shown(text: str) -> str:
-    """User input in a message: quoted, and at most so long."""
-    return repr(text) if len(text) <= MAX_SHOWN_ACTION else f"{text[:MAX_SHOWN_ACTION]!r}..."
+def _refusal(err: Exception) -> dict[str, Any]:
+    """An error answer; one about a field of the body names it in `field` too."""
+    response: dict[str, Any] = {"status": "error", "error": str(err)}
+    if isinstance(err, RequestInvalid) and err.field is not None:
+        response["field"] = err.field
+    return response

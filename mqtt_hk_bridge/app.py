@@ -101,10 +101,6 @@ class App:
         finally:
             await zeroconf.async_close()
 
-    def _restart(self, stop: asyncio.Event) -> None:
-        self.restart_requested = True
-        asyncio.get_running_loop().call_soon(stop.set)
-
     def _info(self) -> dict[str, Any]:
         exposer = self.exposer
         assert exposer is not None
@@ -124,3 +120,7 @@ class App:
             mqtt_connected=self.link.connected,
             hap_listening=exposer is not None and exposer.hap.listening,
         )
+
+    def _restart(self, stop: asyncio.Event) -> None:
+        self.restart_requested = True
+        asyncio.get_running_loop().call_soon(stop.set)

@@ -17,9 +17,9 @@ from typing import Any
 import voluptuous as vol
 
 from ..api import BridgeApi
-from ..api_schemas import DEVICE_OPTION_KEYS, SCHEMAS, RequestInvalid
 from ..config import Config, DeviceOptions
 from ..errors import BridgeError
+from ..request_schemas import DEVICE_OPTION_KEYS, SCHEMAS, RequestInvalid
 from ..store import JsonStore
 from .devices import ExposedDevices
 

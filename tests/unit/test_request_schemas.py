@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from mqtt_hk_bridge.api import BridgeApi
-from mqtt_hk_bridge.api_schemas import SCHEMAS, RequestInvalid, validate
 from mqtt_hk_bridge.config import MqttConfig
 from mqtt_hk_bridge.mqtt.link import MqttLink
+from mqtt_hk_bridge.request_schemas import SCHEMAS, RequestInvalid, validate
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "api.md"
 
