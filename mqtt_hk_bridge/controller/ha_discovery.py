@@ -437,7 +437,7 @@ def configs_for(
     return configs
 
 
-class HomeAssistantDiscovery:
+class DiscoveryPublisher:
     """Keeps the retained discovery configs in step with the mirrored accessories."""
 
     def __init__(

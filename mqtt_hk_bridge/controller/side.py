@@ -27,7 +27,7 @@ from ..mqtt.topics import CommandTopic, command_topic
 from ..routing import DeviceTopic, Router
 from ..tasks import TaskSet
 from .aiohomekit_adapter import forget_pairing, loaded_pairing, start_controller, stop_controller
-from .ha_discovery import HomeAssistantDiscovery
+from .ha_discovery import DiscoveryPublisher
 from .mirror import AccessoryMirror, RetainedTopics
 from .pairings import (
     PairingError,
@@ -84,7 +84,7 @@ class ControllerSide:
         self._watch = TaskSet(_LOGGER, "Following the pairing file")
         self._pairing_file: tuple[int, int, int] | None = None
         self._discovery = (
-            HomeAssistantDiscovery(config.homeassistant, self._base, link, router)
+            DiscoveryPublisher(config.homeassistant, self._base, link, router)
             if config.homeassistant.discovery
             else None
         )
