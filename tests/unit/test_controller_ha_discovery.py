@@ -2,7 +2,7 @@
 recorded accessory database (../shared/fixtures), pinned in tests/golden/ha-discovery.
 
 A change to a golden file is a change to what Home Assistant users see: review the diff.
-`UPDATE_GOLDEN=1 pytest tests/unit/test_ha_discovery.py` rewrites them after a deliberate
+`UPDATE_GOLDEN=1 pytest tests/unit/test_controller_ha_discovery.py` rewrites them after a deliberate
 change.
 """
 
