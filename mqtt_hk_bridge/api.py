@@ -20,6 +20,7 @@ from .errors import BridgeError, NotConnectedError, PayloadError
 from .mqtt.link import MqttLink
 from .mqtt.payloads import payload_text
 from .mqtt.topics import bridge_topic
+from .request_schemas import SCHEMAS, TRANSACTION, RequestInvalid, validate
 from .tasks import TaskSet
 
 _LOGGER = logging.getLogger(__name__)
@@ -43,8 +44,15 @@ class BridgeApi:
         self._last_catalogue: str | None = None
 
     def register(self, action: str, handler: RequestHandler) -> None:
-        """`handler(body)` answers `bridge/request/<action>`; raise BridgeError to refuse."""
-        self._handlers[action] = handler
+        """`handler(body)` answers `bridge/request/<action>` with the body its schema in
+        request_schemas.py has checked; it raises BridgeError to refuse."""
+        if action not in SCHEMAS:
+            raise ValueError(f"request {action!r} has no schema in request_schemas.py")
+
+        async def checked(body: dict[str, Any]) -> Any:
+            return await handler(validate(action, body))
+
+        self._handlers[action] = checked
 
     def add_catalogue_source(self, source: CatalogueSource) -> None:
         self._sources.append(source)
@@ -101,29 +109,44 @@ class BridgeApi:
         body: dict[str, Any] = {}
         response: dict[str, Any]
         try:
-            text = payload_text(payload)
-            try:
-                parsed = json.loads(text) if text else {}
-            except ValueError:
-                raise PayloadError(
-                    f"request payload is not JSON (got {text[:40]!r}); send an object such "
-                    'as {"transaction": 1}, or nothing'
-                ) from None
-            if not isinstance(parsed, dict):
-                raise PayloadError("a request body must be a JSON object")
-            body = parsed
+            body = _parse_body(payload)
             handler = self._handlers.get(action)
             if handler is None:
                 known = ", ".join(sorted(self._handlers))
                 raise BridgeError(f"unknown request {quoted(action)} (known: {known})")
             response = {"status": "ok", "data": await handler(body)}
         except (BridgeError, ValueError) as err:
-            response = {"status": "error", "error": str(err)}
+            response = _refusal(err)
         except Exception as err:
             _LOGGER.exception("Request %s failed", clipped(action))
             response = {"status": "error", "error": f"internal error: {err}"}
-        if "transaction" in body:
-            response["transaction"] = body["transaction"]
+        if TRANSACTION in body:
+            response[TRANSACTION] = body[TRANSACTION]
         if response["status"] == "error":
             _LOGGER.warning("Request %s refused: %s", clipped(action), response["error"])
         self._publish(bridge_topic(self._base, const.BRIDGE_RESPONSE, action), json.dumps(response))
+
+
+def _parse_body(payload: bytes) -> dict[str, Any]:
+    """A request body: a JSON object (an empty payload is `{}`)."""
+    text = payload_text(payload)
+    if not text:
+        return {}
+    try:
+        parsed = json.loads(text)
+    except (ValueError, RecursionError):
+        raise PayloadError(
+            f"request payload is not JSON (got {quoted(text[:40])}); send an object such as "
+            '{"transaction": 1}, or nothing'
+        ) from None
+    if not isinstance(parsed, dict):
+        raise PayloadError("a request body must be a JSON object")
+    return parsed
+
+
+def _refusal(err: Exception) -> dict[str, Any]:
+    """An error answer; one about a field of the body names it in `field` too."""
+    response: dict[str, Any] = {"status": "error", "error": str(err)}
+    if isinstance(err, RequestInvalid) and err.field is not None:
+        response["field"] = err.field
+    return response

@@ -17,6 +17,7 @@ from zeroconf.asyncio import AsyncZeroconf
 
 from . import __version__, const
 from .api import BridgeApi
+from .bridge_requests import BridgeRequests
 from .config import Config
 from .controller.side import ControllerSide
 from .exposer.hap_adapter import quiet_hap_protocol_logging
@@ -51,6 +52,8 @@ class App:
         self.router.serve_api(self.api)
         self.exposer: ExposerSide | None = None
         self.controller: ControllerSide | None = None
+        #: Set by a `restart` request: the caller starts the bridge afresh once run() ends.
+        self.restart_requested = False
 
     async def run(self, stop: asyncio.Event) -> None:
         """Run until `stop` is set; then say goodbye on MQTT and stop in reverse order.
@@ -87,6 +90,12 @@ class App:
             )
             self.exposer.hap.on_pairing_changed(self.api.publish_info)
             self.api.set_info(self._info)
+            BridgeRequests(
+                api=self.api,
+                info=self._info,
+                health=self._health,
+                restart=lambda: self._restart(stop),
+            )
             self.link.add_connect_hook(self.api.republish)
             self.link.add_connect_hook(self.controller.republish)
             self.link.add_connect_hook(self._report_restored_state)
@@ -152,3 +161,7 @@ class App:
     def _mqtt_recovered(self, outage: Outage) -> None:
         """Tell MQTT why the bridge was away, now that it can (the log said so at once)."""
         self.api.event(EVENT_CONNECT_FAILED, outage.message, **outage.details())
+
+    def _restart(self, stop: asyncio.Event) -> None:
+        self.restart_requested = True
+        asyncio.get_running_loop().call_soon(stop.set)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -31,12 +32,15 @@ def _setup_logging(level: str) -> None:
     )
 
 
-async def _run(config: Config) -> None:
+async def _run(config: Config) -> bool:
+    """Run until SIGTERM/SIGINT; True when a `restart` request ended the run."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await App(config).run(stop)
+    app = App(config)
+    await app.run(stop)
+    return app.restart_requested
 
 
 def _checked_files(path: Path, config: Config) -> list[FileWarning]:
@@ -53,7 +57,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     _setup_logging(args.log_level or config.log_level)
     for warning in warnings:
         logging.getLogger(__name__).warning("%s: %s", args.config, warning)
-    asyncio.run(_run(config))
+    if asyncio.run(_run(config)):
+        # Stopped cleanly (state saved); the same command line starts afresh in this very
+        # process, so a container, systemd or a terminal sees no exit (docs/api.md).
+        logging.getLogger(__name__).warning("Restarting: %s", " ".join(sys.orig_argv))
+        logging.shutdown()
+        sys.stdout.flush()
+        os.execv(sys.executable, sys.orig_argv)  # noqa: S606 - our own command line
     return 0
 
 

@@ -18,6 +18,8 @@ import voluptuous as vol
 import yaml
 
 from . import const, mapping_config
+from .controller.ha_settings import SCHEMA as HOMEASSISTANT_SCHEMA
+from .controller.ha_settings import HomeAssistantSettings
 from .controller.settings import SCHEMA as CONTROLLER_SCHEMA
 from .controller.settings import ControllerSettings
 from .durations import duration
@@ -95,7 +97,7 @@ SECTIONS = (
     "devices",
     "timing",
     "controller",
-    "homeassistant_discovery",
+    "homeassistant",
 )
 PORT = vol.All(whole_number, vol.Range(min=1, max=65535))
 #: Silence before "No Response" or removal: shorter than a second is a typo, not a policy.
@@ -155,6 +157,7 @@ SCHEMA = vol.Schema(
         vol.Optional("zeroconf", default={}): {
             vol.Optional("interfaces"): vol.Any(None, [str]),
         },
+        vol.Optional("homeassistant", default={}): vol.Any(None, HOMEASSISTANT_SCHEMA),
         vol.Optional("defaults", default={}): {
             vol.Optional("command_topic", default=COMMAND_TOPIC_SET): COMMAND_TOPIC,
             vol.Optional("retain_commands", default=False): bool,
@@ -224,6 +227,9 @@ class DeviceOptions:
     """Per-device behaviour; unset fields fall back to `defaults`."""
 
     name: str | None = None
+    #: The keys bridge.yaml sets for this very device (`devices.<id>`); a request may not
+    #: change them (docs/api.md, `device/options`).
+    configured: frozenset[str] = frozenset()
     command_topic: str = COMMAND_TOPIC_SET
     retain_commands: bool = False
     expire_after: float | None = None
@@ -249,12 +255,12 @@ class Config:
     mqtt: MqttConfig = MqttConfig()
     homekit: HomeKitConfig = HomeKitConfig()
     zeroconf_interfaces: tuple[str, ...] | None = None
+    homeassistant: HomeAssistantSettings = field(default_factory=HomeAssistantSettings)
     defaults: DeviceOptions = DeviceOptions()
     devices: Mapping[str, DeviceOptions] = field(default_factory=dict)
     timing: Timing = Timing()
     controller: ControllerSettings = field(default_factory=ControllerSettings)
     sources: tuple[str, ...] = mapping_config.DEFAULT_SOURCES
-    discovery_prefix: str = const.DEFAULT_DISCOVERY_PREFIX
 
     def device_options(self, device_id: str) -> DeviceOptions:
         return self.devices.get(device_id, self.defaults)
@@ -390,7 +396,7 @@ def _build_mqtt(mqtt: dict[str, Any], source: str, base_dir: Path) -> MqttConfig
 def _build(data: dict[str, Any], source: str, base_dir: Path | None) -> Config:
     defaults = DeviceOptions(**data["defaults"])
     devices = {
-        device_id: DeviceOptions(**{**data["defaults"], **options})
+        device_id: DeviceOptions(**{**data["defaults"], **options}, configured=frozenset(options))
         for device_id, options in data["devices"].items()
     }
     interfaces = data["zeroconf"].get("interfaces")
@@ -404,12 +410,12 @@ def _build(data: dict[str, Any], source: str, base_dir: Path | None) -> Config:
         mqtt=_build_mqtt(data["mqtt"], source, base_dir),
         homekit=HomeKitConfig(**data["homekit"]),
         zeroconf_interfaces=tuple(interfaces) if interfaces else None,
+        homeassistant=HomeAssistantSettings(**(data["homeassistant"] or {})),
         defaults=defaults,
         devices=devices,
         timing=Timing(**data["timing"]),
         controller=ControllerSettings(**data["controller"]),
         sources=tuple(dict.fromkeys(data["sources"])),
-        discovery_prefix=data["homeassistant_discovery"]["prefix"],
     )
 
 

@@ -35,8 +35,9 @@ SOURCE_HOMEKIT_TOPICS: Final = "homekit_topics"
 SOURCE_MAPPED: Final = "mapped"
 #: ... a Home Assistant MQTT discovery config (Zigbee2MQTT, Tasmota, ESPHome publish them).
 SOURCE_HOMEASSISTANT_DISCOVERY: Final = "homeassistant_discovery"
-#: Home Assistant's default discovery prefix, which those firmwares use unless told not to.
-DEFAULT_DISCOVERY_PREFIX: Final = "homeassistant"
+#: The `origin` name of the discovery configs the bridge publishes for the accessories it
+#: controls; the discovery source skips them, or each would come back as an MQTT device.
+DISCOVERY_ORIGIN: Final = "mqtt-hk-bridge"
 
 #: The HAP side's state file in data_dir (keys, pairings, and its device id as `mac`).
 HAP_STATE_FILE: Final = "homekit-state.json"

@@ -1,6 +1,6 @@
 """bridge.yaml keys for devices that do not speak our topic layout: a mapped device's
 services and topics (`devices.<id>.services`, `.availability`), and which sources run
-(`sources`, `homeassistant_discovery`). docs/mapping.md describes them.
+(`sources`; the discovery prefix is `homeassistant.prefix`). docs/mapping.md describes them.
 
 `config.py` calls in here; every error names the device and the key
 (`bridge.yaml: devices.plug.services.0.characteristics.On.values: ...`).
@@ -148,11 +148,6 @@ TOP_LEVEL_KEYS = {
         [vol.In(SOURCE_NAMES, msg=f"expected one of {', '.join(SOURCE_NAMES)}")],
         vol.Length(min=1),
     ),
-    vol.Optional("homeassistant_discovery", default={}): {
-        vol.Optional("prefix", default=const.DEFAULT_DISCOVERY_PREFIX): vol.All(
-            _topic, vol.Length(max=128)
-        ),
-    },
 }
 
 

@@ -19,7 +19,7 @@ from typing import Any
 from aiohomekit.model.characteristics.characteristic_types import CharacteristicsTypes
 from aiohomekit.model.services.service_types import ServicesTypes
 
-from .. import const
+from .. import catalogue, const
 from ..errors import NotConnectedError
 from ..homekit.catalog import (
     APPLE_UUID_SUFFIX,
@@ -246,57 +246,41 @@ class AccessoryMirror:
         return self.by_key.get((device_id, key))
 
     # ---- catalogue -------------------------------------------------------------------
-    def catalogue(self) -> list[dict[str, Any]]:
-        entries: list[dict[str, Any]] = []
-        availability = const.ONLINE if self.available else const.OFFLINE
-        if not self.devices:
+    def catalogue(self, source: str) -> list[dict[str, Any]]:
+        """Entries of `bridge/devices` (catalogue.py); `source` is the pairing's transport."""
+        common: dict[str, Any] = {
+            "origin": const.ORIGIN_HOMEKIT,
+            "source": source,
+            "available": bool(self.available),
+            "alias": self.alias,
+        }
+        if not self.devices:  # not read yet: the pairing alone
             return [
-                {
-                    "id": self.alias,
-                    "origin": const.ORIGIN_HOMEKIT,
-                    "name": self.alias,
-                    "alias": self.alias,
-                    "aid": 1,
-                    "availability": availability,
-                    "services": [],
-                }
-            ]
-        for device in self.devices.values():
-            services: dict[ServiceKey, dict[str, Any]] = {}
-            for char in device.chars:
-                service = services.setdefault(
-                    char.key.service_key,
-                    {
-                        "service": char.key.service,
-                        "index": char.key.index,
-                        "iid": char.service_iid,
-                        "characteristics": [],
-                    },
+                catalogue.device_entry(
+                    device_id=self.alias, name=self.alias, aid=1, services=[], **common
                 )
-                entry: dict[str, Any] = {
-                    "characteristic": char.key.characteristic,
-                    "iid": char.iid,
-                    "format": char.info.format,
-                    "perms": list(char.info.perms),
-                    # Its live value is retained there; a copy here would go stale.
-                    "topic": char.topic,
-                }
-                for field in ("min_value", "max_value", "min_step", "unit"):
-                    if getattr(char.info, field) is not None:
-                        entry[field] = getattr(char.info, field)
-                if char.info.valid_values is not None:
-                    entry["valid_values"] = list(char.info.valid_values)
-                service["characteristics"].append(entry)
+            ]
+        entries: list[dict[str, Any]] = []
+        for device in self.devices.values():
+            services: dict[ServiceKey, tuple[int, list[dict[str, Any]]]] = {}
+            for char in device.chars:
+                _, characteristics = services.setdefault(
+                    char.key.service_key, (char.service_iid, [])
+                )
+                characteristics.append(
+                    catalogue.characteristic_entry(char.info, topic=char.topic, iid=char.iid)
+                )
             entries.append(
-                {
-                    "id": device.device_id,
-                    "origin": const.ORIGIN_HOMEKIT,
-                    "name": device.name,
-                    "alias": self.alias,
-                    "aid": device.aid,
-                    "availability": availability,
-                    "services": list(services.values()),
-                }
+                catalogue.device_entry(
+                    device_id=device.device_id,
+                    name=device.name,
+                    aid=device.aid,
+                    services=[
+                        catalogue.service_entry(key.service, key.index, chars, iid=iid)
+                        for key, (iid, chars) in services.items()
+                    ],
+                    **common,
+                )
             )
         return entries
 

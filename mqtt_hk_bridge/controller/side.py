@@ -27,6 +27,7 @@ from ..mqtt.topics import CommandTopic, command_topic
 from ..routing import DeviceTopic, Router
 from ..tasks import TaskSet
 from .aiohomekit_adapter import forget_pairing, loaded_pairing, start_controller, stop_controller
+from .ha_discovery import DiscoveryPublisher
 from .mirror import AccessoryMirror, RetainedTopics
 from .pairings import (
     PairingError,
@@ -83,6 +84,11 @@ class ControllerSide:
         self._commands = TaskSet(_LOGGER, "Controller command")
         self._watch = TaskSet(_LOGGER, "Following the pairing file")
         self._pairing_file: tuple[int, int, int] | None = None
+        self._discovery = (
+            DiscoveryPublisher(config.homeassistant, self._base, link, router)
+            if config.homeassistant.discovery
+            else None
+        )
         router.own_devices(self.owns, self.handle)
 
     # ---- lifecycle -------------------------------------------------------------------
@@ -105,7 +111,7 @@ class ControllerSide:
         self._api.register("unpair", self._unpair)
         self._api.register("list-pairings", self._list_pairings)
         self._api.add_catalogue_source(self.catalogue)
-        self._api.catalogue_changed()
+        self._catalogue_changed()
         _LOGGER.info("Controller side started with %d pairing(s)", len(self.sessions))
 
     async def stop(self) -> None:
@@ -128,7 +134,7 @@ class ControllerSide:
             self.settings,
             store=self.store,
             event=self._api.event,
-            catalogue_changed=self._api.catalogue_changed,
+            catalogue_changed=self._catalogue_changed,
         )
         self.sessions[alias] = session
         session.start()
@@ -166,7 +172,7 @@ class ControllerSide:
                 continue
             self._start_session(alias, pairing)
             _LOGGER.info("Pairing %s was added to the pairing file", alias)
-        self._api.catalogue_changed()
+        self._catalogue_changed()
 
     # ---- routing ---------------------------------------------------------------------
     def _alias_of(self, device_id: str) -> str | None:
@@ -216,11 +222,29 @@ class ControllerSide:
         self._commands.spawn(session.command(topic, payload))
 
     async def republish(self) -> None:
-        """After an MQTT (re)connect: every retained topic of every paired accessory."""
+        """After an MQTT (re)connect: every retained topic of every paired accessory, and
+        their Home Assistant discovery."""
         self._retained.republish()
+        if self._discovery is not None:
+            self._discovery.republish()
+
+    def _catalogue_changed(self) -> None:
+        """An accessory was paired, unpaired, read anew or changed availability."""
+        self._api.catalogue_changed()
+        if self._discovery is not None:
+            pairings = self.store.all()
+            self._discovery.update(
+                (session.mirror, str(pairings[alias]["AccessoryPairingID"]))
+                for alias, session in self.sessions.items()
+                if alias in pairings
+            )
 
     def catalogue(self) -> list[dict[str, Any]]:
-        return [entry for session in self.sessions.values() for entry in session.mirror.catalogue()]
+        return [
+            entry
+            for session in self.sessions.values()
+            for entry in session.mirror.catalogue(session.link.transport)
+        ]
 
     # ---- bridge/request handlers -----------------------------------------------------
     def _require_controller(self) -> Controller:
@@ -230,21 +254,14 @@ class ControllerSide:
 
     async def _discover(self, body: dict[str, Any]) -> list[dict[str, Any]]:
         controller = self._require_controller()
-        wait = float(body.get("timeout", 0) or 0)
+        wait = float(body.get("timeout", 0))
         if wait > 0:
-            await asyncio.sleep(min(wait, 30.0))  # let zeroconf answers come in
+            await asyncio.sleep(wait)  # let zeroconf answers come in
         return discoveries(controller, self.store, own_hap_device_id(self._config.data_dir))
 
     async def _pair(self, body: dict[str, Any]) -> dict[str, Any]:
         controller = self._require_controller()
-        try:
-            device_id = str(body["device_id"])
-            setup_code = str(body["setup_code"])
-            alias = str(body["alias"])
-        except KeyError as err:
-            raise PairingError(
-                f"pair needs device_id, setup_code and alias; {err} missing"
-            ) from None
+        device_id, setup_code, alias = body["device_id"], body["setup_code"], body["alias"]
         async with self._pair_lock:
             try:
                 pairing = await pair_accessory(
@@ -253,7 +270,7 @@ class ControllerSide:
                     device_id=device_id,
                     setup_code=setup_code,
                     alias=alias,
-                    find_timeout=float(body.get("timeout", self.settings.discover_timeout)),
+                    find_timeout=body.get("timeout", self.settings.discover_timeout),
                     own_device_id=own_hap_device_id(self._config.data_dir),
                 )
             except HomeKitException as err:
@@ -261,12 +278,12 @@ class ControllerSide:
                     f"pairing {device_id} failed: {err or type(err).__name__}"
                 ) from err
             self._start_session(alias, pairing)
-        self._api.catalogue_changed()
+        self._catalogue_changed()
         return {"alias": alias, "device_id": device_id.lower()}
 
     async def _unpair(self, body: dict[str, Any]) -> dict[str, Any]:
         controller = self._require_controller()
-        alias = str(body.get("alias", ""))
+        alias = body["alias"]
         if alias not in self.store:
             raise PairingError(f"no pairing called {alias!r}")
         async with self._pair_lock:
@@ -275,7 +292,7 @@ class ControllerSide:
                 await session.stop(shutdown=False)
             try:
                 confirmed = await unpair_accessory(
-                    controller, self.store, alias, force=bool(body.get("force", False))
+                    controller, self.store, alias, force=body.get("force", False)
                 )
             except PairingError:
                 kept = loaded_pairing(controller, alias)
@@ -284,7 +301,7 @@ class ControllerSide:
                 raise
             if session is not None:
                 session.mirror.unload()
-        self._api.catalogue_changed()
+        self._catalogue_changed()
         return {"alias": alias, "confirmed": confirmed}
 
     async def _list_pairings(self, body: dict[str, Any]) -> list[dict[str, Any]]:

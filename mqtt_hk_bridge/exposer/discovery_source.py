@@ -133,6 +133,8 @@ class HomeAssistantDiscovery:
         for key in previous:
             del self._announced[key]
         for entity in entities:
+            if _published_by_us(entity):
+                continue
             self._announced[entity.key] = self._announce(entity)
             affected.add(entity.device_id)
         self._rebuild(affected)
@@ -268,3 +270,10 @@ class HomeAssistantDiscovery:
             )
             for characteristic, value in values.items()
         ]
+
+
+def _published_by_us(entity: Entity) -> bool:
+    """A config this bridge published for an accessory it controls (homeassistant.discovery):
+    shown again as an MQTT device, it would mirror itself."""
+    origin = entity.get("origin")
+    return isinstance(origin, dict) and origin.get("name") == const.DISCOVERY_ORIGIN

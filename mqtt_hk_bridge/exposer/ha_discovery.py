@@ -20,6 +20,7 @@ from ..mqtt.payloads import json_document
 #: The abbreviations Home Assistant accepts for the keys we read (its abbreviations.py).
 ABBREVIATIONS: Mapping[str, str] = {
     "act_t": "action_topic",
+    "o": "origin",
     "act_tpl": "action_template",
     "atype": "automation_type",
     "avty": "availability",

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .. import const
+from .. import catalogue, const
 from ..api import BridgeApi
 from ..errors import BridgeError
 from ..homekit.catalog import Catalog
@@ -54,42 +54,34 @@ class DeviceRequests:
         return list(entries.values())
 
     def _entry(self, device: Device) -> dict[str, Any]:
-        services = []
-        for key, values in sorted(device.services.items()):
-            characteristics = []
-            for name in sorted(values):
-                info = self._catalog.characteristics[name]
-                characteristics.append(
-                    {
-                        "name": name,
-                        "format": info.format,
-                        "perms": list(info.perms),
-                        # Where its live value is retained (a copy here would go stale); a
-                        # mapped or discovered device's own topics are in its `mapping`.
-                        **(
-                            {"topic": state_topic(self._base, device.device_id, CharKey(key, name))}
-                            if device.source == const.SOURCE_HOMEKIT_TOPICS
-                            else {}
-                        ),
-                        **({"unit": info.unit} if info.unit else {}),
-                    }
-                )
-            services.append(
-                {"type": key.service, "index": key.index, "characteristics": characteristics}
+        services = [
+            catalogue.service_entry(
+                key.service,
+                key.index,
+                [
+                    catalogue.characteristic_entry(
+                        self._catalog.characteristics[name],
+                        # A mapped or discovered device's own topics are in its `mapping`.
+                        topic=state_topic(self._base, device.device_id, CharKey(key, name))
+                        if device.source == const.SOURCE_HOMEKIT_TOPICS
+                        else None,
+                    )
+                    for name in sorted(values)
+                ],
             )
-        entry: dict[str, Any] = {
-            "id": device.device_id,
-            "origin": const.ORIGIN_MQTT,
-            "source": device.source,
-            "name": self._devices.display_name(device),
-            "aid": self._devices.hap.aid(device.device_id),
-            "available": self._devices.available(device.device_id),
-            "services": services,
-        }
+            for key, values in sorted(device.services.items())
+        ]
         mapping = self._bound.mapping(device.device_id)
-        if mapping is not None:
-            entry["mapping"] = mapping
-        return entry
+        return catalogue.device_entry(
+            device_id=device.device_id,
+            origin=const.ORIGIN_MQTT,
+            source=device.source,
+            name=self._devices.display_name(device),
+            aid=self._devices.hap.aid(device.device_id),
+            available=self._devices.available(device.device_id),
+            services=services,
+            **({"mapping": mapping} if mapping is not None else {}),
+        )
 
     def _device(self, body: dict[str, Any]) -> Device:
         device_id = str(body.get("id", ""))

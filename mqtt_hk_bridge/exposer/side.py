@@ -10,6 +10,7 @@ run on `BoundDevices`), `AvailabilityWatch` (expiry and removal of silent device
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 
 from zeroconf.asyncio import AsyncZeroconf
@@ -23,6 +24,7 @@ from ..routing import Router
 from ..tasks import TaskSet
 from .availability import AvailabilityWatch
 from .bound_devices import BoundDevices
+from .device_options import OPTIONS_FILE, DeviceOptionsRequest, LiveDeviceOptions
 from .device_store import DeviceStore
 from .devices import ExposedDevices
 from .discovery_source import HomeAssistantDiscovery
@@ -46,6 +48,9 @@ class ExposerSide:
         version: str,
     ) -> None:
         catalog = get_catalog()
+        # Every part reads per-device options through config, with device/options merged in.
+        self.options = LiveDeviceOptions(config, config.data_dir / OPTIONS_FILE)
+        config = dataclasses.replace(config, devices=self.options)
         self._store = DeviceStore(config.data_dir, config.timing.state_flush_interval)
         self.hap = HapBridge(
             homekit=config.homekit,
@@ -76,7 +81,7 @@ class ExposerSide:
         if const.SOURCE_HOMEASSISTANT_DISCOVERY in config.sources:
             self.devices.add_source(const.SOURCE_HOMEASSISTANT_DISCOVERY, bound)
             self._discovery = HomeAssistantDiscovery(
-                prefix=config.discovery_prefix,
+                prefix=config.homeassistant.prefix,
                 data_dir=config.data_dir,
                 link=link,
                 api=api,
@@ -96,6 +101,7 @@ class ExposerSide:
             devices=self.devices,
             bound=bound,
         )
+        DeviceOptionsRequest(api=api, config=config, options=self.options, devices=self.devices)
         self._loops = TaskSet(_LOGGER, "Accessory-side loop")
         self.devices.show_known()
 

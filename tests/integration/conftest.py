@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.accessory_process import AccessoryProcess
 from tests.support.bridge_process import BridgeProcess
 from tests.support.hap_client import HapClient
 from tests.support.mosquitto import Mosquitto, MqttProbe
@@ -51,3 +52,15 @@ async def home(bridge: BridgeProcess) -> AsyncIterator[HapClient]:
         yield client
     finally:
         await client.close()
+
+
+@pytest.fixture
+async def accessory(tmp_path: Path) -> AsyncIterator[AccessoryProcess]:
+    """A HomeKit accessory for the controller side (the peer's demo: a bridge, a light on
+    aid 2, a temperature sensor on aid 3), in its own process, HAP and mDNS on loopback."""
+    peer = AccessoryProcess(tmp_path)
+    await peer.start()
+    try:
+        yield peer
+    finally:
+        await peer.stop()

@@ -1,12 +1,14 @@
 """The broker goes away and comes back: the bridge reconnects by
-itself, says `online` again, republishes its retained topics, and the Home app keeps its
-accessories and values throughout."""
+itself, says `online` again, republishes its retained topics (state, info, catalogue, the
+mirrored accessories, Home Assistant discovery), and the Home app keeps its accessories and
+values throughout."""
 
 from __future__ import annotations
 
 import json
 
 from tests.support.accessories import aid_of, char_of
+from tests.support.bridge_api import request
 from tests.support.bridge_process import BridgeProcess
 from tests.support.hap_client import HapClient
 from tests.support.mosquitto import MqttProbe
@@ -75,3 +77,72 @@ async def test_bridge_started_without_broker_connects_when_it_comes(
         assert attempts <= 10, f"{attempts} connection attempts: backoff is not working"
     finally:
         bridge.stop()
+
+
+async def test_a_broker_that_lost_everything_gets_every_retained_topic_back(
+    make_mosquitto, tmp_path, accessory
+) -> None:
+    """After a reconnect the bridge republishes its state, info, catalogue, the mirrored
+    accessories and their Home Assistant discovery, whatever the broker lost."""
+    broker = make_mosquitto()  # not persistent: the restarted broker has lost everything
+    bridge = BridgeProcess(
+        tmp_path / "bridge",
+        broker.port,
+        controller={"reconnect_min": 0.2, "reconnect_max": 1.0, "poll_interval": 0},
+        homeassistant={"discovery": True},
+    )
+    bridge.start()
+    light_config = f"homeassistant/light/hk_{accessory.device_id.replace(':', '').lower()}_2"
+    expected = {
+        "HomeKit/bridge/state",
+        "HomeKit/bridge/info",
+        "HomeKit/bridge/devices",
+        "HomeKit/demo-2/availability",
+        "HomeKit/demo-2/Lightbulb/On",
+        "HomeKit/demo-3/TemperatureSensor/CurrentTemperature",
+        f"{light_config}/lightbulb/config",
+    }
+    try:
+        async with MqttProbe(broker.host, broker.port) as probe:
+            await probe.subscribe("HomeKit/#")
+            await probe.publish("HomeKit/esp/TemperatureSensor/CurrentTemperature", "20")
+            paired = await request(
+                probe,
+                "pair",
+                {"device_id": accessory.device_id, "setup_code": accessory.pin, "alias": "demo"},
+            )
+            assert paired["status"] == "ok", paired
+            await wait_for(
+                lambda: _retained_now(broker, expected),
+                timeout=20,
+                interval=0.3,
+                message="all retained",
+            )
+        broker.stop()
+        broker.start()
+        retained = await wait_for(
+            lambda: _retained_now(broker, expected),
+            timeout=30,
+            interval=0.3,
+            message="every retained topic back on the new broker",
+        )
+        assert retained["HomeKit/bridge/state"] == b"online"
+        assert json.loads(retained["HomeKit/bridge/info"])["hap_port"] == bridge.hap_port
+        devices = {d["id"] for d in json.loads(retained["HomeKit/bridge/devices"])}
+        assert {"esp", "demo", "demo-2", "demo-3"} <= devices
+        assert retained["HomeKit/demo-3/TemperatureSensor/CurrentTemperature"] == b"21.5"
+    finally:
+        bridge.stop()
+
+
+async def _retained_now(broker, topics: set[str]) -> dict[str, bytes] | None:
+    """The retained payloads of `topics` a client subscribing now gets, if it gets them all."""
+    async with MqttProbe(broker.host, broker.port) as late:
+        for pattern in ("HomeKit/#", "homeassistant/#"):
+            await late.subscribe(pattern)
+        await late.publish("marker/retained", "x")
+        await late.subscribe("marker/retained")
+        await late.publish("marker/retained", "y")
+        await late.wait_message("marker/retained")
+        found = {m.topic: m.payload for m in late.messages if m.retain and m.payload}
+    return found if topics <= set(found) else None

@@ -173,17 +173,16 @@ async def test_mirror_publishes_every_readable_value_retained(
     )
     # ... and the catalogue lists the three devices with origin homekit.
     message = await probe.wait_message(
-        "HomeKit/bridge/devices", lambda m: b'"demo-3"' in m.payload and b"online" in m.payload
+        "HomeKit/bridge/devices",
+        lambda m: any(d["id"] == "demo-3" and d["available"] for d in json.loads(m.payload)),
     )
     devices = {entry["id"]: entry for entry in json.loads(message.payload)}
     assert set(devices) == {"demo", "demo-2", "demo-3"}
     assert {entry["origin"] for entry in devices.values()} == {"homekit"}
     light = devices["demo-2"]
     assert light["name"] == "Demo Light"
-    lightbulb = next(s for s in light["services"] if s["service"] == "Lightbulb")
-    brightness = next(
-        c for c in lightbulb["characteristics"] if c["characteristic"] == "Brightness"
-    )
+    lightbulb = next(s for s in light["services"] if s["type"] == "Lightbulb")
+    brightness = next(c for c in lightbulb["characteristics"] if c["name"] == "Brightness")
     assert brightness["format"] == "int" and "pw" in brightness["perms"]
     assert harness.side.owns("demo-2") and harness.side.owns("demo")
     assert not harness.side.owns("demo2") and not harness.side.owns("other")

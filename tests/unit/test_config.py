@@ -18,6 +18,7 @@ from mqtt_hk_bridge.config import (
     load,
     parse,
 )
+from mqtt_hk_bridge.controller.ha_settings import HomeAssistantSettings
 from mqtt_hk_bridge.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -97,10 +98,17 @@ timing: {event_window: 0.2, config_debounce: 0.1, state_flush_interval: 0.5, rec
     )
     # A device's own keys win; the rest come from `defaults`.
     assert config.device_options("esp8266_12345678") == DeviceOptions(
-        name="Living room sensor", command_topic="same", retain_commands=True, expire_after=900.0
+        name="Living room sensor",
+        command_topic="same",
+        retain_commands=True,
+        expire_after=900.0,
+        configured=frozenset({"name", "expire_after"}),
     )
     assert config.device_options("TEST") == DeviceOptions(
-        command_topic="set", retain_commands=True, expire_after=600.0
+        command_topic="set",
+        retain_commands=True,
+        expire_after=600.0,
+        configured=frozenset({"command_topic"}),
     )
     assert config.device_options("unlisted") == config.defaults
     assert config.timing == Timing(0.2, 0.1, 0.5, 5.0)
@@ -462,3 +470,19 @@ def test_relative_data_dir_whatever_the_file_is_called(
 def test_absolute_data_dir_is_kept(tmp_path: Path) -> None:
     config = load(write(tmp_path, "data_dir: /srv/bridge\n"), environ={})
     assert config.data_dir == Path("/srv/bridge")
+
+
+# --- homeassistant: discovery for the controller side --------------------------------------
+def test_homeassistant_discovery_is_off_by_default() -> None:
+    assert parse({}).homeassistant == HomeAssistantSettings(discovery=False, prefix="homeassistant")
+    assert parse({"homeassistant": None}).homeassistant.discovery is False
+
+
+def test_homeassistant_section() -> None:
+    config = parse({"homeassistant": {"discovery": True, "prefix": "ha/discovery"}})
+    assert config.homeassistant == HomeAssistantSettings(discovery=True, prefix="ha/discovery")
+    for prefix in ("ha/#", "", "/ha", "ha/"):
+        with pytest.raises(ConfigError, match=r"homeassistant\.prefix"):
+            parse({"homeassistant": {"prefix": prefix}})
+    with pytest.raises(ConfigError, match=r"homeassistant\.discover"):
+        parse({"homeassistant": {"discover": True}})

@@ -42,7 +42,7 @@ devices:
                        command_topic: cmnd/tasmota_th/Dimmer}
   esp_1: {expire_after: 60}
 sources: [homekit_topics, homeassistant_discovery]
-homeassistant_discovery: {prefix: ha}
+homeassistant: {prefix: ha}
 """
 
 
@@ -72,13 +72,13 @@ def test_a_mapped_device_as_written(tmp_path: Path) -> None:
     assert str(mapping.services[2].characteristics[0].json_path) == "$['DS18B20-1'].Temperature"
     assert config.devices["esp_1"].mapping is None
     assert config.sources == (const.SOURCE_HOMEKIT_TOPICS, const.SOURCE_HOMEASSISTANT_DISCOVERY)
-    assert config.discovery_prefix == "ha"
+    assert config.homeassistant.prefix == "ha"
 
 
 def test_defaults_are_our_layout_only() -> None:
     config = parse({})
     assert config.sources == (const.SOURCE_HOMEKIT_TOPICS,)
-    assert config.discovery_prefix == "homeassistant"
+    assert config.homeassistant.prefix == "homeassistant"
 
 
 def service(characteristics: str, kind: str = "Switch") -> str:
@@ -140,7 +140,7 @@ def service(characteristics: str, kind: str = "Switch") -> str:
             "devices.plug.availability: availability belongs to a mapped device",
         ),
         ("sources: [homekit_topics, zigbee]", "sources.1: expected one of homekit_topics"),
-        ("homeassistant_discovery: {prefix: 'ha/#'}", "homeassistant_discovery.prefix"),
+        ("homeassistant: {prefix: 'ha/#'}", "homeassistant.prefix"),
     ],
 )
 def test_errors_name_the_device_and_the_key(tmp_path: Path, text: str, error: str) -> None:
