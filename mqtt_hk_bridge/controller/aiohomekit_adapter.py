@@ -12,14 +12,15 @@ docs/libraries.md says what to check when aiohomekit changes.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 from collections.abc import Callable, Iterator
 
 from aiohomekit import protocol
-from aiohomekit.characteristic_cache import CharacteristicCacheMemory
+from aiohomekit.characteristic_cache import CharacteristicCacheType
 from aiohomekit.controller import Controller
-from aiohomekit.controller.abstract import AbstractPairing
+from aiohomekit.controller.abstract import AbstractDiscovery, AbstractPairing, TransportType
 from aiohomekit.crypto.srp import HK_KEY_LENGTH, SrpClient
 from aiohomekit.exceptions import TransportNotSupportedError
 from aiohomekit.zeroconf import (
@@ -32,13 +33,15 @@ from zeroconf.asyncio import AsyncServiceBrowser, AsyncZeroconf
 
 #: The aiohomekit release these workarounds were written and tested against.
 TARGETED_VERSION = "4.0.1"
+#: While pairing, how often the discoveries are looked at for the accessory.
+DISCOVERY_CHECK = 0.1
 
 
 # ---- the Controller ---------------------------------------------------------------------
 
 
 async def start_controller(
-    zeroconf: AsyncZeroconf, char_cache: CharacteristicCacheMemory | None = None
+    zeroconf: AsyncZeroconf, char_cache: CharacteristicCacheType | None = None
 ) -> tuple[Controller, list[AsyncServiceBrowser]]:
     """aiohomekit's Controller on the shared zeroconf (and `char_cache`, its cache of
     accessory databases, when given).
@@ -64,6 +67,32 @@ async def start_controller(
     controller = Controller(async_zeroconf_instance=zeroconf, char_cache=char_cache)
     await controller.async_start()
     return controller, browsers
+
+
+def bluetooth_available(controller: Controller) -> bool:
+    """Whether aiohomekit's Bluetooth transport is scanning. 4.0.1 logs a missing adapter
+    (or BlueZ) only at DEBUG and goes on without a scanner."""
+    transport = controller.transports.get(TransportType.BLE)
+    return transport is not None and getattr(transport, "_scanner", None) is not None
+
+
+async def find_accessory(
+    controller: Controller, device_id: str, within: float
+) -> AbstractDiscovery:
+    """The discovered accessory with this id, waiting up to `within` s for it to show up.
+
+    4.0.1's Bluetooth transport answers async_find only for accessories it has already
+    seen, without waiting for the next advertisement; the IP and CoAP ones wait themselves.
+    """
+    wanted = device_id.lower()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    # No event announces a discovery: looked at while a pairing waits for one, only.
+    while loop.time() < deadline and not any(  # noqa: ASYNC110
+        wanted in transport.discoveries for transport in controller.transports.values()
+    ):
+        await asyncio.sleep(DISCOVERY_CHECK)
+    return await controller.async_find(wanted, timeout=max(deadline - loop.time(), 0.1))
 
 
 async def stop_controller(controller: Controller, browsers: list[AsyncServiceBrowser]) -> None:

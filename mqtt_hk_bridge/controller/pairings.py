@@ -30,7 +30,12 @@ from aiohomekit.exceptions import (
 from .. import const
 from ..errors import BridgeError, StateFileError
 from ..store import JsonStore, ensure_private_dir
-from .aiohomekit_adapter import drop_unregistered_pairing, loaded_pairing, watch_srp_padding
+from .aiohomekit_adapter import (
+    drop_unregistered_pairing,
+    find_accessory,
+    loaded_pairing,
+    watch_srp_padding,
+)
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -198,7 +203,7 @@ def own_hap_device_id(data_dir: Path) -> str | None:
 
 
 def describe_discovery(
-    discovery: Any, store: PairingStore, own_device_id: str | None = None
+    discovery: Any, transport: str, store: PairingStore, own_device_id: str | None = None
 ) -> dict[str, Any]:
     """One discovered accessory as `discover` reports it; `this_bridge` marks the bridge's
     own HAP side, which every controller on the network sees too."""
@@ -206,11 +211,11 @@ def describe_discovery(
     return {
         "device_id": description.id,
         "name": description.name,
-        "model": description.model,
+        "model": getattr(description, "model", ""),
         "category": description.category.name.lower(),
-        "transport": "coap" if description.type.startswith("_hap._udp") else "ip",
+        "transport": transport,
         "address": description.address,
-        "port": description.port,
+        "port": getattr(description, "port", None),  # none over Bluetooth
         "config_num": description.config_num,
         "paired": bool(discovery.paired),
         "alias": store.alias_of(description.id),
@@ -222,8 +227,8 @@ def discoveries(
     controller: Controller, store: PairingStore, own_device_id: str | None = None
 ) -> list[dict[str, Any]]:
     found = [
-        describe_discovery(discovery, store, own_device_id)
-        for transport in controller.transports.values()
+        describe_discovery(discovery, str(kind.value), store, own_device_id)
+        for kind, transport in controller.transports.items()
         for discovery in list(transport.discoveries.values())
     ]
     return sorted(found, key=lambda item: (str(item["name"]), str(item["device_id"])))
@@ -290,7 +295,7 @@ async def pair_accessory(
             f"{device_id} is this bridge's own HomeKit side; pair it from the Home app"
         )
     try:
-        discovery = await controller.async_find(device_id.lower(), timeout=find_timeout)
+        discovery = await find_accessory(controller, device_id, find_timeout)
     except AccessoryNotFoundError:
         raise PairingError(
             f"no HomeKit accessory with device id {device_id} found within {find_timeout:g} s"
@@ -323,6 +328,9 @@ async def pair_accessory(
         if refusal is None:
             raise
         raise refusal from err
+    # Read the database once on this session: it fills aiohomekit's characteristic cache, which
+    # a Bluetooth pairing loaded without one trips over at every advertisement (4.0.1).
+    await fresh.list_accessories_and_characteristics()
     data = dict(fresh.pairing_data)
     await fresh.close()
     return register_new_pairing(controller, store, alias, data)

@@ -213,12 +213,16 @@ class PairingSession:
 
     async def _watch(self) -> None:
         """Until the connection drops: follow c#, s# and the poll interval."""
-        poll_interval = self._settings.poll_interval
+        link = self.link
+        poll_interval = self._settings.poll_interval and link.poll_interval(
+            self._settings.poll_interval
+        )
         while True:
-            timeout = None
+            timeout = link.wake_interval
             if poll_interval:
-                timeout = max(0.0, self._last_full_read + poll_interval - time.monotonic())
-            await wait_changed(self.link.changed, timeout)
+                due = max(0.0, self._last_full_read + poll_interval - time.monotonic())
+                timeout = due if timeout is None else min(timeout, due)
+            await wait_changed(link.changed, timeout)
             if not self.connected:
                 _LOGGER.info("%s: connection lost", self.alias)
                 return
@@ -234,7 +238,7 @@ class PairingSession:
                     await self._read_database()
                     await self._read_all()
                     continue
-                if description.state_num != self._state_num:
+                if link.reads_on_state_number and description.state_num != self._state_num:
                     self._state_num = description.state_num
                     await self._read_all()
                     continue

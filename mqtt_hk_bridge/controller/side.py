@@ -26,7 +26,14 @@ from ..mqtt.link import IncomingMessage, MqttLink
 from ..mqtt.topics import CommandTopic, command_topic
 from ..routing import DeviceTopic, Router
 from ..tasks import TaskSet
-from .aiohomekit_adapter import forget_pairing, loaded_pairing, start_controller, stop_controller
+from .aiohomekit_adapter import (
+    bluetooth_available,
+    forget_pairing,
+    loaded_pairing,
+    start_controller,
+    stop_controller,
+)
+from .characteristic_cache import CACHE_FILE, StoredCharacteristicCache
 from .ha_discovery import DiscoveryPublisher
 from .mirror import AccessoryMirror, RetainedTopics
 from .pairings import (
@@ -76,6 +83,7 @@ class ControllerSide:
         self._api = api
         self._zeroconf = zeroconf
         self.store = PairingStore(config.data_dir / self.settings.pairing_file)
+        self._cache = StoredCharacteristicCache(config.data_dir / CACHE_FILE)
         self._retained = RetainedTopics(link)
         self.controller: Controller | None = None
         self._browsers: list[AsyncServiceBrowser] = []
@@ -96,7 +104,12 @@ class ControllerSide:
         """Load pairings (a corrupt file raises StateFileError before any network I/O),
         start aiohomekit and connect every pairing."""
         pairings = self.store.load()
-        self.controller, self._browsers = await start_controller(self._zeroconf)
+        self.controller, self._browsers = await start_controller(self._zeroconf, self._cache)
+        if not bluetooth_available(self.controller):
+            _LOGGER.info(
+                "Bluetooth is not available here (no adapter, or no BlueZ): Bluetooth "
+                "accessories cannot be found or reached; IP and Thread ones work as usual"
+            )
         for alias, data in pairings.items():
             try:
                 pairing = self.controller.load_pairing(alias, data)
@@ -123,6 +136,7 @@ class ControllerSide:
         self.sessions.clear()
         if self.controller is not None:
             await stop_controller(self.controller, self._browsers)
+            self._cache.flush()
             self.controller = None
             self._browsers = []
 

@@ -103,7 +103,7 @@ class HapCharacteristic:
         if self.fmt == Format.STRING:
             return str(value).encode()
         if self.fmt == Format.DATA:
-            return bytes(value)
+            return bytes(value or b"")  # a data characteristic never written reads empty
         return struct.pack(_PACK[self.fmt], int(value) if self.fmt != Format.FLOAT else value)
 
     def decode(self, data: bytes) -> Any:

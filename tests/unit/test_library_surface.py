@@ -188,6 +188,18 @@ def test_aiohomekit_pairing_internals() -> None:
         assert issubclass(pairing_class, ZeroconfPairing), pairing_class
 
 
+def test_aiohomekit_ble_internals() -> None:
+    from aiohomekit.controller.ble.controller import BleController
+    from aiohomekit.controller.ble.pairing import BlePairing
+
+    # bluetooth_available reads whether the Bluetooth transport got a scanner.
+    assert "self._scanner" in inspect.getsource(BleController.__init__)
+    # BleLink follows advertisements through the zeroconf-style handler, and reads these.
+    assert_params(BlePairing._async_description_update, ["self", "description"], AIOHOMEKIT)
+    for name in ("is_available", "poll_interval"):
+        assert isinstance(inspect.getattr_static(BlePairing, name), property), name
+
+
 def test_aiohomekit_coap_internals() -> None:
     # CoapLink makes a session with the pair-verify every request starts with, and ends it.
     assert inspect.iscoroutinefunction(CoAPPairing._ensure_connected)

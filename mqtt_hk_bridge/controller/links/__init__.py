@@ -1,5 +1,6 @@
-"""One pairing's connection, whatever carries it: IP (`ip.py`) or CoAP over Thread
-(`coap.py`), behind the small `Link` interface the session is written against once.
+"""One pairing's connection, whatever carries it: IP (`ip.py`), CoAP over Thread
+(`coap.py`) or Bluetooth LE (`ble.py`), behind the small `Link` interface the session is
+written against once.
 
 These modules and `controller/aiohomekit_adapter.py` are the only ones that reach into
 aiohomekit (written against 4.0.1); each transport's quirks live in its own module.
@@ -13,10 +14,12 @@ import asyncio
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from aiohomekit.controller.ble.pairing import BlePairing
 from aiohomekit.controller.coap.pairing import CoAPPairing
 from aiohomekit.exceptions import HomeKitException
 
 from .base import wait_changed
+from .ble import BleLink
 from .coap import COAP_ERRORS, CoapLink
 from .ip import IpLink
 
@@ -32,16 +35,23 @@ LINK_ERRORS: tuple[type[BaseException], ...] = (
 
 
 class Link(Protocol):
-    #: `ip` or `coap`: what `discover` and `list-pairings` call the transport.
+    #: `ip`, `coap` or `ble`: what `discover` calls the transport.
     transport: str
     #: Set whenever the connection or the accessory's zeroconf record changes.
     changed: asyncio.Event
+    #: How often the session must look at `connected` without being woken (None: never).
+    wake_interval: float | None
+    #: Whether a new state number means the session reads every value once.
+    reads_on_state_number: bool
 
     @property
     def connected(self) -> bool: ...
 
     async def attempt(self, within: float) -> BaseException | None:
         """One connection attempt (with pair-verify); None when connected, else the error."""
+
+    def poll_interval(self, configured: float) -> float:
+        """Seconds between slow full reads, given the configured interval."""
 
     def hold_down_when_lost(self) -> None:
         """A live connection that drops stays down until the next `attempt`."""
@@ -63,4 +73,6 @@ def make_link(pairing: Any, name: str) -> Link:
     """The link for the pairing's transport (`name` is what the log calls it)."""
     if isinstance(pairing, CoAPPairing):
         return CoapLink(pairing, name)
+    if isinstance(pairing, BlePairing):
+        return BleLink(pairing, name)
     return IpLink(pairing, name)

@@ -29,7 +29,8 @@ def follow_description(pairing: Any, changed: asyncio.Event, name: str) -> Any:
     def description_update(description: Any) -> None:
         old = pairing.description
         handle(description)
-        if description is not None and old is not None:
+        # Bluetooth advertisements carry an address but no port: they never move.
+        if description is not None and old is not None and hasattr(description, "port"):
             before, after = (old.address, old.port), (description.address, description.port)
             if before != after:
                 _LOGGER.info(

@@ -32,6 +32,11 @@ _ATTEMPT_ERRORS: tuple[type[BaseException], ...] = (
 class CoapLink:
     transport = "coap"
 
+    #: Nothing changes unannounced: the connection and zeroconf wake the session.
+    wake_interval: float | None = None
+    #: A new state number (s#) in the zeroconf record: read everything once.
+    reads_on_state_number = True
+
     def __init__(self, pairing: Any, name: str) -> None:
         self._pairing = pairing
         self.changed = asyncio.Event()
@@ -40,6 +45,9 @@ class CoapLink:
     @property
     def connected(self) -> bool:
         return bool(self._pairing.is_connected)
+
+    def poll_interval(self, configured: float) -> float:
+        return configured
 
     def hold_down_when_lost(self) -> None:
         """aiohomekit makes no session by itself over CoAP: nothing to hold down."""

@@ -24,6 +24,11 @@ ATTEMPT_CHECK = 0.05
 class IpLink:
     transport = "ip"
 
+    #: Nothing changes unannounced: the connection and zeroconf wake the session.
+    wake_interval: float | None = None
+    #: A new state number (s#) in the zeroconf record: read everything once.
+    reads_on_state_number = True
+
     def __init__(self, pairing: Any, name: str) -> None:
         self._pairing = pairing
         self._connection = pairing.connection
@@ -66,6 +71,9 @@ class IpLink:
     @property
     def connected(self) -> bool:
         return bool(self._pairing.is_connected)
+
+    def poll_interval(self, configured: float) -> float:
+        return configured
 
     def hold_down_when_lost(self) -> None:
         self._connection.closing = True
