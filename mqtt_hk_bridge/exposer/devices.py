@@ -8,6 +8,7 @@ belongs to the source that reported it first; another source may not take it ove
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -40,6 +41,11 @@ class DeviceSource(Protocol):
         Raises NotConnectedError while the broker is away."""
 
 
+#: A device that could not be shown is tried again after this long, doubling up to the max.
+SHOW_RETRY_MIN = 1.0
+SHOW_RETRY_MAX = 60.0
+
+
 class ExposedDevices:
     def __init__(
         self,
@@ -48,11 +54,18 @@ class ExposedDevices:
         store: DeviceStore,
         hap: HapBridge,
         catalogue_changed: Callable[[], None],
+        event: Callable[..., None],
     ) -> None:
         self._config = config
         self._store = store
         self.hap = hap
         self._catalogue_changed = catalogue_changed
+        self._event = event
+        #: Devices the Home app cannot be shown yet: saving their ids failed (disk full, out
+        #: of file descriptors). Tried again with backoff until it works.
+        self._unshown: set[str] = set()
+        self._retry: asyncio.TimerHandle | None = None
+        self._retry_delay = SHOW_RETRY_MIN
         self._sources: dict[str, DeviceSource] = {}
         #: Device ids a source defines (a mapping, a discovery config): no other may report them.
         self._claims: dict[str, str] = {}
@@ -243,10 +256,52 @@ class ExposedDevices:
         if not device.exposed_services:
             self._hide(device_id)
             return
-        self.hap.show(
-            device, name=self.display_name(device), available=lambda: self.available(device_id)
-        )
+        try:
+            self.hap.show(
+                device,
+                name=self.display_name(device),
+                available=lambda: self.available(device_id),
+            )
+        except OSError as err:
+            self._show_failed(device_id, err)
+            return
         self._shown_availability[device_id] = self.available(device_id)
+        if device_id in self._unshown:
+            self._unshown.discard(device_id)
+            self._event(
+                "device_shown", f"{device_id} is shown in the Home app now", device=device_id
+            )
+
+    def _show_failed(self, device_id: str, err: OSError) -> None:
+        """The registry holds the device but the Home app does not show it: say so once and
+        try again, until the save works (the two must not disagree for good)."""
+        if device_id not in self._unshown:
+            self._unshown.add(device_id)
+            self._event(
+                "device_not_shown",
+                f"{device_id} cannot be shown in the Home app yet: saving its accessory ids "
+                f"failed ({err}); trying again",
+                device=device_id,
+            )
+        if self._retry is None:
+            self._retry = asyncio.get_running_loop().call_later(
+                self._retry_delay, self._show_unshown
+            )
+            self._retry_delay = min(self._retry_delay * 2, SHOW_RETRY_MAX)
+
+    def _show_unshown(self) -> None:
+        self._retry = None
+        for device_id in sorted(self._unshown):
+            if device_id in self.registry.devices:
+                self._structure_changed(device_id)
+            else:
+                self._unshown.discard(device_id)  # gone meanwhile
+        if not self._unshown:
+            self._retry_delay = SHOW_RETRY_MIN
+
+    def close(self) -> None:
+        if self._retry is not None:
+            self._retry.cancel()
 
     def _hide(self, device_id: str) -> None:
         self.hap.hide(device_id)

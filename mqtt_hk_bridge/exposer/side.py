@@ -65,7 +65,11 @@ class ExposerSide:
             ),
         )
         self.devices = ExposedDevices(
-            config=config, store=self._store, hap=self.hap, catalogue_changed=api.catalogue_changed
+            config=config,
+            store=self._store,
+            hap=self.hap,
+            catalogue_changed=api.catalogue_changed,
+            event=api.event,
         )
         if const.SOURCE_HOMEKIT_TOPICS in config.sources:
             source = HomeKitTopicsSource(
@@ -115,5 +119,6 @@ class ExposerSide:
         if self._discovery is not None:
             self._discovery.close()
         await self._loops.cancel()
+        self.devices.close()
         self._store.flush()
         await self.hap.stop()

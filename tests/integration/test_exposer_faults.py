@@ -416,3 +416,30 @@ async def test_remove_after_takes_a_silent_device_off_the_bridge(
         assert cleared.payload == b""  # the broker will not bring it back
     finally:
         await home.close()
+
+
+async def test_a_device_that_arrives_while_saves_fail_is_shown_once_they_work(
+    bridge: BridgeProcess, home: HapClient, probe: MqttProbe
+) -> None:
+    # A directory where the id store's temp file goes: saving new accessory ids fails (as a
+    # full disk or running out of file descriptors makes it fail).
+    blocker = bridge.data_dir / ".accessory-ids.json.tmp"
+    blocker.mkdir()
+    await probe.publish("HomeKit/late/Switch/On", "1")
+    event = await probe.wait_message(
+        "HomeKit/bridge/event", lambda m: b"device_not_shown" in m.payload, timeout=5
+    )
+    assert "saving its accessory ids failed" in json.loads(event.payload)["message"]
+    with pytest.raises(AssertionError):
+        aid_of(await home.list_accessories(), "late")
+    # Later messages from it are no mere value changes: it is still waiting to be shown.
+    await probe.publish("HomeKit/late/Switch/On", "0")
+    blocker.rmdir()
+    await probe.wait_message(
+        "HomeKit/bridge/event", lambda m: b"device_shown" in m.payload, timeout=10
+    )
+    accessories = await accessories_with(home, "late")
+    aid = aid_of(accessories, "late")
+    assert await home.read(aid, char_of(accessories, aid, "49", "25")["iid"]) is False
+    assert len(probe.messages_on("HomeKit/bridge/event")) < 10  # said once, not per retry
+
