@@ -41,9 +41,20 @@ class DeviceSource(Protocol):
         Raises NotConnectedError while the broker is away."""
 
 
+#: Devices remembered without a service to show (only AccessoryInformation so far): the most
+#: at once, and how long one is kept silent. Anyone who may publish can invent device ids.
+MAX_WAITING_DEVICES = 256
+WAITING_EXPIRY = 3600.0
+#: The device limit is reported at most this often.
+LIMIT_REPORT_INTERVAL = 60.0
 #: A device that could not be shown is tried again after this long, doubling up to the max.
 SHOW_RETRY_MIN = 1.0
 SHOW_RETRY_MAX = 60.0
+
+
+class WaitingLimitReached(BridgeError):
+    """A new device was not remembered: too many wait for a first service (reported once a
+    minute by ExposedDevices itself, not per message)."""
 
 
 class ExposedDevices:
@@ -66,6 +77,7 @@ class ExposedDevices:
         self._unshown: set[str] = set()
         self._retry: asyncio.TimerHandle | None = None
         self._retry_delay = SHOW_RETRY_MIN
+        self._limit_reported = -LIMIT_REPORT_INTERVAL
         self._sources: dict[str, DeviceSource] = {}
         #: Device ids a source defines (a mapping, a discovery config): no other may report them.
         self._claims: dict[str, str] = {}
@@ -124,6 +136,23 @@ class ExposedDevices:
     def claimed(self, source: str) -> set[str]:
         return {device_id for device_id, owner in self._claims.items() if owner == source}
 
+    def _report_waiting_limit(self, waiting: int, device_id: str) -> None:
+        now = time.monotonic()
+        if now - self._limit_reported < LIMIT_REPORT_INTERVAL:
+            return  # once a minute: a flood of new ids must not flood the log
+        self._limit_reported = now
+        self._event(
+            "device_limit",
+            f"{waiting} devices already wait for a first service (they published only "
+            f"AccessoryInformation); new ones such as {device_id} are not remembered until "
+            "some show a service or fall silent for an hour",
+            device=device_id,
+        )
+
+    def waiting_devices(self) -> list[Device]:
+        """Devices remembered that show nothing in the Home app (no service yet)."""
+        return [d for d in self.registry.devices.values() if not d.exposed_services]
+
     def forget(self, device_id: str) -> None:
         """Take a device off the bridge without touching its topics (its aid is kept)."""
         if self.registry.remove(device_id):
@@ -151,6 +180,12 @@ class ExposedDevices:
         services = device.services if device is not None else {}
         if key.service_key in services:
             return
+        if device is None and key.service == const.INFO_SERVICE:
+            waiting = len(self.registry.devices) - self.hap.bridged_count
+            if waiting >= MAX_WAITING_DEVICES:
+                # Anyone may publish: what the bridge remembers for them must be bounded.
+                self._report_waiting_limit(waiting, device_id)
+                raise WaitingLimitReached(device_id)
         # Information alone does not make an accessory; its first real service does.
         if key.service != const.INFO_SERVICE and not self.hap.has_room_for(device_id):
             raise BridgeError(

@@ -25,7 +25,7 @@ from ..mqtt.topics import (
     command_topic,
     state_topic,
 )
-from .devices import ExposedDevices
+from .devices import ExposedDevices, WaitingLimitReached
 from .registry import Device
 
 
@@ -65,6 +65,8 @@ class HomeKitTopicsSource:
                 return
             value = decode(message.payload, self._catalog.characteristics[key.characteristic])
             self._devices.check_room(device_id, key)
+        except WaitingLimitReached:
+            return
         except (CatalogError, PayloadError, BridgeError) as err:
             self._api.event(
                 "invalid_message",

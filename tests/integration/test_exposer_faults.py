@@ -443,3 +443,32 @@ async def test_a_device_that_arrives_while_saves_fail_is_shown_once_they_work(
     assert await home.read(aid, char_of(accessories, aid, "49", "25")["iid"]) is False
     assert len(probe.messages_on("HomeKit/bridge/event")) < 10  # said once, not per retry
 
+
+
+async def test_ten_thousand_invented_devices_leave_the_bridge_bounded(
+    bridge: BridgeProcess, probe: MqttProbe
+) -> None:
+    await probe.publish("HomeKit/esp/TemperatureSensor/CurrentTemperature", "21")
+    for n in range(10_000):
+        await probe.publish(f"HomeKit/fuzz{n}/AccessoryInformation/Name", f"x{n}", qos=0)
+    await probe.publish("HomeKit/esp/TemperatureSensor/CurrentTemperature", "22")
+
+    def settled() -> list[dict[str, object]] | None:
+        catalogue = probe.messages_on("HomeKit/bridge/devices")
+        if not catalogue:
+            return None
+        entries: list[dict[str, object]] = json.loads(catalogue[-1].payload)
+        return entries if any(e["id"] == "esp" for e in entries) else None
+
+    await probe.wait_message(
+        "HomeKit/bridge/event", lambda m: b"device_limit" in m.payload, timeout=30
+    )
+    entries = await wait_for(settled, timeout=10, message="the catalogue after the flood")
+    # At most 256 devices wait for a service; the real one is there beside them.
+    assert len(entries) <= 257
+    assert len(probe.messages_on("HomeKit/bridge/devices")[-1].payload) < 100_000
+    limits = [m for m in probe.messages_on("HomeKit/bridge/event") if b"device_limit" in m.payload]
+    assert len(limits) == 1  # said once, not ten thousand times
+    stored = (bridge.data_dir / "accessory-devices.json").stat().st_size
+    assert stored < 200_000
+    assert bridge.running
