@@ -157,7 +157,7 @@ SCHEMA = vol.Schema(
         vol.Optional("zeroconf", default={}): {
             vol.Optional("interfaces"): vol.Any(None, [str]),
         },
-        vol.Optional("homeassistant", default={}): vol.Any(None, HOMEASSISTANT_SCHEMA),
+        vol.Optional("homeassistant", default={}): HOMEASSISTANT_SCHEMA,
         vol.Optional("defaults", default={}): {
             vol.Optional("command_topic", default=COMMAND_TOPIC_SET): COMMAND_TOPIC,
             vol.Optional("retain_commands", default=False): bool,
@@ -410,7 +410,7 @@ def _build(data: dict[str, Any], source: str, base_dir: Path | None) -> Config:
         mqtt=_build_mqtt(data["mqtt"], source, base_dir),
         homekit=HomeKitConfig(**data["homekit"]),
         zeroconf_interfaces=tuple(interfaces) if interfaces else None,
-        homeassistant=HomeAssistantSettings(**(data["homeassistant"] or {})),
+        homeassistant=HomeAssistantSettings(**data["homeassistant"]),
         defaults=defaults,
         devices=devices,
         timing=Timing(**data["timing"]),

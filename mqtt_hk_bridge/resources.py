@@ -1,5 +1,6 @@
-"""What the process does about its own limits: as many file descriptors as it may have, and
-one log line, not thousands, when they run out anyway."""
+"""What the process does about its own limits: as many file descriptors as it may have, one
+log line, not thousands, when they run out anyway, and no traceback for a socket that closed
+before the loop could watch it."""
 
 from __future__ import annotations
 
@@ -37,6 +38,9 @@ def log_exhaustion_once(loop: asyncio.AbstractEventLoop) -> None:
     last: list[float] = [-EXHAUSTION_LOG_INTERVAL]
 
     def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        if _closed_socket_watch(context):
+            _LOGGER.debug("A socket closed before the loop could watch it: %s", context)
+            return
         if context.get("message") != _ACCEPT_EXHAUSTED:
             loop.default_exception_handler(context)
             return
@@ -50,3 +54,13 @@ def log_exhaustion_once(loop: asyncio.AbstractEventLoop) -> None:
             )
 
     loop.set_exception_handler(handler)
+
+
+def _closed_socket_watch(context: dict[str, Any]) -> bool:
+    """paho (under aiomqtt) asks the loop to watch its socket from a callback; when the broker
+    has just closed the connection (a refused TLS handshake), that socket is gone by then and
+    the loop reports a traceback for what the MQTT link already reports in its own words."""
+    exception = context.get("exception")
+    handle = repr(context.get("handle", ""))
+    watching = "add_writer" in handle or "add_reader" in handle
+    return watching and isinstance(exception, (OSError, ValueError))

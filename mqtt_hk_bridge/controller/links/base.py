@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 _LOGGER = logging.getLogger(__name__)
@@ -44,3 +45,33 @@ def follow_description(pairing: Any, changed: asyncio.Event, name: str) -> Any:
 
 def _where(address: str, port: int) -> str:
     return f"[{address}]:{port}" if ":" in address else f"{address}:{port}"
+
+
+class LinkBase:
+    """What every link does alike: it holds its pairing, follows its zeroconf record or
+    advertisements into `changed`, and undoes that hook in `detach`. The defaults are those
+    of a transport that announces every change (IP, CoAP)."""
+
+    transport = ""
+    #: Nothing changes unannounced: the connection and zeroconf wake the session.
+    wake_interval: float | None = None
+    #: A new state number (s#) in the zeroconf record: read everything once.
+    reads_on_state_number = True
+
+    def __init__(self, pairing: Any, name: str) -> None:
+        self._pairing = pairing
+        self.changed = asyncio.Event()
+        self._description_handler = follow_description(pairing, self.changed, name)
+
+    @property
+    def connected(self) -> bool:
+        return bool(self._pairing.is_connected)
+
+    def poll_interval(self, configured: float) -> float:
+        return configured
+
+    def tap_raw_events(self, tap: Callable[[Any], None]) -> None:
+        """Only IP has event frames that fold several values: nothing to see elsewhere."""
+
+    def detach(self) -> None:
+        self._pairing._async_description_update = self._description_handler

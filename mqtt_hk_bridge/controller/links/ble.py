@@ -9,26 +9,18 @@ its advertisements, and the session leaves state-number changes to aiohomekit.
 
 from __future__ import annotations
 
-import asyncio
 import time
-from collections.abc import Callable
-from typing import Any
 
-from .base import follow_description, wait_changed
+from .base import LinkBase, wait_changed
 
 
-class BleLink:
+class BleLink(LinkBase):
     transport = "ble"
     #: Advertisements stop without an event when an accessory goes away: look again this often.
     wake_interval: float | None = 60.0
     #: aiohomekit reads what changed when the state number goes up; a full read would cost
     #: a Bluetooth round trip per characteristic.
     reads_on_state_number = False
-
-    def __init__(self, pairing: Any, name: str) -> None:
-        self._pairing = pairing
-        self.changed = asyncio.Event()
-        self._description_handler = follow_description(pairing, self.changed, name)
 
     @property
     def connected(self) -> bool:
@@ -57,9 +49,3 @@ class BleLink:
     def endpoint(self) -> tuple[list[str], int] | None:
         """A Bluetooth address is no network endpoint to remember."""
         return None
-
-    def tap_raw_events(self, tap: Callable[[Any], None]) -> None:
-        """Bluetooth events carry one characteristic each: nothing is folded away."""
-
-    def detach(self) -> None:
-        self._pairing._async_description_update = self._description_handler

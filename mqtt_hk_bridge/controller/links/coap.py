@@ -10,13 +10,11 @@ session and point the next one at the new endpoint.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from typing import Any
 
 from aiocoap.error import Error as CoapError
 from aiohomekit.exceptions import HomeKitException
 
-from .base import follow_description
+from .base import LinkBase
 
 #: aiocoap's own errors, raw from aiohomekit in a few places (a request just after an address
 #: move can raise LibraryShutdown): the session treats them as a lost link.
@@ -29,25 +27,8 @@ _ATTEMPT_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-class CoapLink:
+class CoapLink(LinkBase):
     transport = "coap"
-
-    #: Nothing changes unannounced: the connection and zeroconf wake the session.
-    wake_interval: float | None = None
-    #: A new state number (s#) in the zeroconf record: read everything once.
-    reads_on_state_number = True
-
-    def __init__(self, pairing: Any, name: str) -> None:
-        self._pairing = pairing
-        self.changed = asyncio.Event()
-        self._description_handler = follow_description(pairing, self.changed, name)
-
-    @property
-    def connected(self) -> bool:
-        return bool(self._pairing.is_connected)
-
-    def poll_interval(self, configured: float) -> float:
-        return configured
 
     def hold_down_when_lost(self) -> None:
         """aiohomekit makes no session by itself over CoAP: nothing to hold down."""
@@ -73,9 +54,3 @@ class CoapLink:
             return None
         host, _, port = str(self._pairing.connection.address).rpartition(":")
         return [host.strip("[]")], int(port)
-
-    def tap_raw_events(self, tap: Callable[[Any], None]) -> None:
-        """CoAP events carry one characteristic each: nothing is folded away."""
-
-    def detach(self) -> None:
-        self._pairing._async_description_update = self._description_handler

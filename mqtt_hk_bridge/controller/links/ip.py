@@ -9,31 +9,23 @@ at a time is started through aiohomekit's own connector.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
 
-from .base import follow_description, wait_changed
+from .base import LinkBase, wait_changed
 
 #: While an attempt runs, how often its connector's outcome is looked at (aiohomekit
 #: reports a failed attempt only in `last_connector_error`; success wakes at once).
 ATTEMPT_CHECK = 0.05
 
 
-class IpLink:
+class IpLink(LinkBase):
     transport = "ip"
 
-    #: Nothing changes unannounced: the connection and zeroconf wake the session.
-    wake_interval: float | None = None
-    #: A new state number (s#) in the zeroconf record: read everything once.
-    reads_on_state_number = True
-
     def __init__(self, pairing: Any, name: str) -> None:
-        self._pairing = pairing
+        super().__init__(pairing, name)
         self._connection = pairing.connection
-        self.changed = asyncio.Event()
-        self._description_handler = follow_description(pairing, self.changed, name)
         self._connection_made = pairing.connection_made
         self._connection_lost = self._connection._connection_lost
         self._event_received = pairing.event_received
@@ -63,17 +55,10 @@ class IpLink:
         self._pairing.event_received = event_received
 
     def detach(self) -> None:
-        self._pairing._async_description_update = self._description_handler
+        super().detach()
         self._pairing.connection_made = self._connection_made
         self._pairing.event_received = self._event_received
         self._connection._connection_lost = self._connection_lost
-
-    @property
-    def connected(self) -> bool:
-        return bool(self._pairing.is_connected)
-
-    def poll_interval(self, configured: float) -> float:
-        return configured
 
     def hold_down_when_lost(self) -> None:
         self._connection.closing = True
