@@ -3,7 +3,8 @@ RabbitMQ's MQTT plugin before 3.13 behaves ("cannot parse a frame" in its log, n
 
     with SilentMqtt5Broker() as broker:      # listens on 127.0.0.1:broker.port
         ...                                  # point clients at it
-        broker.protocol_levels               # the protocol level of every CONNECT, in order
+        broker.connects                      # (client id, protocol level) of every CONNECT
+        broker.levels_of("bridge")           # the protocol levels one client offered
         broker.refuse_code = 5               # answer 3.1.1 CONNECTs with this return code
         broker.drop_connections()            # close every client connection (no Will)
 
@@ -142,6 +143,15 @@ class _Reader:
         except UnicodeDecodeError as err:
             raise ProtocolViolation("a string is not UTF-8") from err
 
+    def variable_integer(self) -> int:
+        value = 0
+        for shift in range(0, 28, 7):
+            byte = self.byte()
+            value |= (byte & 0x7F) << shift
+            if not byte & 0x80:
+                return value
+        raise ProtocolViolation("variable byte integer longer than four bytes")
+
     def rest(self) -> bytes:
         data = self.body[self.offset :]
         self.offset = len(self.body)
@@ -174,8 +184,8 @@ class SilentMqtt5Broker:
 
     def __init__(self) -> None:
         self.port = 0
-        #: The protocol level of each CONNECT received, in order (4: 3.1.1, 5: MQTT 5).
-        self.protocol_levels: list[int] = []
+        #: (client id, protocol level) of each CONNECT received, in order (4: 3.1.1, 5: MQTT 5).
+        self.connects: list[tuple[str, int]] = []
         #: When set, every 3.1.1 CONNECT is answered with this return code and closed.
         self.refuse_code: int | None = None
         self._sessions: dict[str, Session] = {}
@@ -226,6 +236,15 @@ class SilentMqtt5Broker:
             if self._handlers:
                 await asyncio.wait(self._handlers, timeout=5)
             await self._server.wait_closed()
+
+    @property
+    def protocol_levels(self) -> list[int]:
+        """The protocol level of each CONNECT received, in order."""
+        return [level for _client_id, level in self.connects]
+
+    def levels_of(self, client_id: str) -> list[int]:
+        """The protocol level of each CONNECT from `client_id`, in order."""
+        return [level for each, level in self.connects if each == client_id]
 
     @property
     def open_connections(self) -> int:
@@ -292,16 +311,19 @@ class SilentMqtt5Broker:
     def _connect(self, fields: _Reader, writer: asyncio.StreamWriter) -> Session | None:
         """Answer a CONNECT (3.1): the new session, or None when there is none."""
         name, level = fields.binary(), fields.byte()
-        self.protocol_levels.append(level)
-        if level == MQTT_5:
-            return None  # no CONNACK, no close: what RabbitMQ 3.10 does
-        if name != PROTOCOL_NAME or level != MQTT_311:
+        if name != PROTOCOL_NAME or level not in (MQTT_311, MQTT_5):
+            self.connects.append(("", level))
             writer.write(packet(CONNACK, 0, bytes([0, UNACCEPTABLE_PROTOCOL_VERSION])))
             writer.close()
             return None
         flags = fields.byte()
         fields.uint16()  # keep alive: not enforced
+        if level == MQTT_5:
+            fields.take(fields.variable_integer())  # CONNECT properties (MQTT 5, 3.1.2.11)
+            self.connects.append((fields.string(), level))
+            return None  # no CONNACK, no close: what RabbitMQ 3.10 does
         client_id = fields.string()
+        self.connects.append((client_id, level))
         will = None
         if flags & 0x04:
             will_qos = flags >> 3 & 0x03

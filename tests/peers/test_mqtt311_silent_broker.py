@@ -115,7 +115,7 @@ async def test_an_mqtt5_connect_gets_no_answer_and_stays_open(
 ) -> None:
     await raw.send(connect_packet(MQTT_5, "five"))
     assert await raw.nothing_within(QUIET)
-    assert broker.protocol_levels == [MQTT_5]
+    assert broker.connects == [("five", MQTT_5)]
     assert broker.open_connections == 1
 
 
@@ -125,7 +125,7 @@ async def test_an_mqtt5_client_times_out_waiting_for_connack(broker: SilentMqtt5
     )
     with pytest.raises(aiomqtt.MqttError, match="timed out"):
         await five.__aenter__()
-    assert broker.protocol_levels == [MQTT_5]
+    assert broker.levels_of(five.identifier) == [MQTT_5]
 
 
 async def test_another_protocol_level_is_refused_and_closed(
@@ -164,7 +164,8 @@ async def test_publications_reach_matching_subscriptions(broker: SilentMqtt5Brok
             b"0",
             0,
         )
-        assert broker.protocol_levels == [MQTT_311, MQTT_311]
+        assert broker.connects == [("sub", MQTT_311), ("pub", MQTT_311)]
+        assert broker.levels_of("pub") == [MQTT_311]
     finally:
         await pub.__aexit__(None, None, None)
         await sub.__aexit__(None, None, None)
