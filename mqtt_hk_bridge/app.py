@@ -27,6 +27,7 @@ from .instance_lock import DataDirLock
 from .mqtt import topics
 from .mqtt.failures import EVENT_CONNECT_FAILED, Outage
 from .mqtt.link import MqttLink
+from .mqtt.protocol_memory import MQTT_PROTOCOL_FILE
 from .resources import log_exhaustion_once, raise_fd_limit
 from .routing import Router
 from .store import take_restorations
@@ -46,6 +47,7 @@ class App:
             on_message=self.router.dispatch,
             reconnect_max=config.timing.reconnect_max,
             on_recovered=self._mqtt_recovered,
+            protocol_file=config.data_dir / MQTT_PROTOCOL_FILE,
         )
         self.router.on_filter_added = self.link.subscribe
         self.api = BridgeApi(self.link, config.base_topic)

@@ -1,6 +1,7 @@
 """Why a connection to the broker failed, in words a person can act on: which failure it
-is and which `mqtt.*` key to change. Pure functions; the link says what it saw in
-`Attempt`, library-neutral terms, and logs what `classify` answers.
+is and which `mqtt.*` key to change; and what a failed attempt says about the protocol
+version the broker speaks. Pure functions; the link says what it saw in `Attempt`,
+library-neutral terms, and logs what `classify` answers.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ _CLIENT_CERTIFICATE_ALERTS = frozenset(
 _LOGIN_CODES = frozenset({4, 5, 0x86, 0x87})
 #: CONNACK codes refusing the client id: 3.1.1 rc 2, MQTT 5 0x85.
 _CLIENT_ID_CODES = frozenset({2, 0x85})
+#: CONNACK codes refusing the protocol version: 3.1.1 rc 1, MQTT 5 0x84.
+_PROTOCOL_VERSION_CODES = frozenset({1, 0x84})
 
 
 class FailureKind(StrEnum):
@@ -85,6 +88,8 @@ class Attempt:
     #: The connection was set up (TCP, TLS, WebSockets), then the broker closed it without
     #: a CONNACK.
     closed_by_broker: bool = False
+    #: The connection was set up and the CONNECT sent, and no CONNACK came in time.
+    no_connack: bool = False
 
 
 @dataclass(frozen=True)
@@ -130,6 +135,34 @@ class Outage:
             "attempts": self.attempts,
             "seconds": self.seconds,
         }
+
+
+class ProtocolAnswer(StrEnum):
+    """What a failed attempt says about the protocol version it used."""
+
+    #: A CONNACK refusing something else (a login, the client id): the broker speaks it.
+    SPOKEN = "spoken"
+    #: A CONNACK refusing the protocol version.
+    REFUSED = "refused"
+    #: Connected, then no CONNACK at all: how brokers without MQTT 5 (RabbitMQ before 3.13)
+    #: meet an MQTT 5 CONNECT, though an overloaded broker may do the same.
+    SILENT = "silent"
+    #: The broker was not reached, or the failure is about TLS: nothing about the protocol.
+    UNKNOWN = "unknown"
+
+
+def protocol_answer(config: MqttConfig, attempt: Attempt) -> ProtocolAnswer:
+    """What `attempt` says about its protocol version."""
+    if attempt.connack is not None:
+        if attempt.connack in _PROTOCOL_VERSION_CODES:
+            return ProtocolAnswer.REFUSED
+        return ProtocolAnswer.SPOKEN
+    if attempt.no_connack:
+        return ProtocolAnswer.SILENT
+    if attempt.closed_by_broker and config.tls is None:
+        # Under TLS this is how a broker refuses a client certificate (see classify).
+        return ProtocolAnswer.SILENT
+    return ProtocolAnswer.UNKNOWN
 
 
 def _verification(config: MqttConfig, err: ssl.SSLCertVerificationError) -> ConnectFailure:

@@ -1,7 +1,9 @@
 """The one MQTT connection: reconnect with jittered backoff, Last Will, resubscribe,
 republish on connect, and a filter so the bridge never takes its own publications as input.
 TCP or WebSockets, with or without TLS; a failed connect is named (failures.py) in one log
-line, and reported once the broker is reached again.
+line, and reported once the broker is reached again. With `mqtt.protocol: auto` it tries
+MQTT 5 and falls back to 3.1.1 when the broker refuses 5 or never answers it, and keeps to
+the protocol the broker answered in (across restarts too: protocol_memory.py).
 
 Only this module imports aiomqtt. The rest of the bridge sees `IncomingMessage` and
 `MqttLink.publish`, which never blocks (a HAP-python setter calls it inside a Home-app request).
@@ -17,6 +19,7 @@ import uuid
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import aiomqtt
 from aiomqtt.exceptions import MqttConnectError
@@ -28,15 +31,16 @@ from .. import const
 from ..config import TRANSPORT_WEBSOCKETS, MqttConfig
 from ..display import MAX_SHOWN, clipped
 from ..errors import NotConnectedError
-from .failures import Attempt, ConnectFailure, Outage, classify
+from .failures import Attempt, ConnectFailure, Outage, ProtocolAnswer, classify, protocol_answer
+from .protocol_memory import ProtocolMemory
 from .tls import TlsFileError, tls_context
 
 _LOGGER = logging.getLogger(__name__)
 #: aiomqtt's and paho's own log (paho names a socket's failure only there).
 _CLIENT_LOGGER = logging.getLogger(f"{__name__}.paho")
 
-#: CONNACK codes meaning "this broker does not speak MQTT 5" (3.1.1 rc 1, v5 reason 0x84).
-_UNSUPPORTED_PROTOCOL_CODES = frozenset({1, 0x84})
+_V5, _V311 = aiomqtt.ProtocolVersion.V5, aiomqtt.ProtocolVersion.V311
+_PROTOCOL_NAMES = {_V5: "5", _V311: "3.1.1"}
 #: How many of our own recent publications we remember on MQTT 3.1.1 (no no-local there).
 _OWN_PUBLICATIONS_MEMORY = 10_000
 #: In-flight publications past which aiomqtt warns (a full republish is hundreds).
@@ -102,12 +106,22 @@ def _attempt(err: aiomqtt.MqttError, socket_error: OSError | None) -> Attempt:
         # Connected, then paho saw the socket fail while aiomqtt waited for CONNACK.
         return Attempt(str(socket_error), cause=socket_error, closed_by_broker=True)
     if isinstance(cause, TimeoutError):
-        return Attempt(f"nothing within {_CONNECT_TIMEOUT:.0f} s", cause=cause)
+        return Attempt(
+            f"nothing within {_CONNECT_TIMEOUT:.0f} s",
+            cause=cause,
+            no_connack=_waited_for_connack(cause),
+        )
     return Attempt(
         str(cause or err),
         cause=cause,
         websocket_refused=isinstance(cause, WebsocketConnectionError),
     )
+
+
+def _waited_for_connack(timeout: TimeoutError) -> bool:
+    """aiomqtt's wait for CONNACK (asyncio.wait_for) timed out, not the TCP connect: an
+    asyncio timeout is raised from the cancellation of what it waited for."""
+    return isinstance(timeout.__cause__, asyncio.CancelledError)
 
 
 class MqttLink:
@@ -122,7 +136,9 @@ class MqttLink:
         on_message: MessageHandler,
         reconnect_max: float = const.DEFAULT_RECONNECT_MAX,
         on_recovered: RecoveryHandler | None = None,
+        protocol_file: Path | None = None,
     ) -> None:
+        """`protocol_file`: where `protocol: auto` keeps the protocol a broker needs."""
         self._config = config
         self._subscriptions = subscriptions
         self._will_topic = will_topic
@@ -131,10 +147,16 @@ class MqttLink:
         self._reconnect_max = reconnect_max
         self._connect_hooks: list[ConnectHook] = []
         self._client: aiomqtt.Client | None = None
-        self._protocol = (
-            aiomqtt.ProtocolVersion.V311
-            if config.protocol == "3.1.1"
-            else aiomqtt.ProtocolVersion.V5
+        self._protocol = _V311 if config.protocol == "3.1.1" else _V5
+        # protocol: auto. Each round of connect attempts starts with the protocol the broker
+        # last answered in, and may try the other one at once (_other_protocol).
+        self._preferred = self._protocol
+        self._connected_with: set[aiomqtt.ProtocolVersion] = set()
+        self._protocol_lines: set[str] = set()
+        self._memory = (
+            ProtocolMemory(protocol_file, f"{config.host}:{config.port}")
+            if protocol_file is not None and config.protocol == "auto"
+            else None
         )
         self._client_id = config.client_id or f"mqtt-hk-bridge-{uuid.uuid4().hex[:8]}"
         self._pending: set[asyncio.Task[None]] = set()
@@ -152,7 +174,7 @@ class MqttLink:
 
     @property
     def protocol(self) -> str:
-        return "5" if self._protocol == aiomqtt.ProtocolVersion.V5 else "3.1.1"
+        return _PROTOCOL_NAMES[self._protocol]
 
     def add_connect_hook(self, hook: ConnectHook) -> None:
         """`hook` runs after every (re)connect, once subscriptions are in place."""
@@ -166,7 +188,7 @@ class MqttLink:
         if client is None:
             raise NotConnectedError(f"not connected to the MQTT broker; {topic} not sent")
         data = payload.encode("utf-8") if isinstance(payload, str) else payload
-        if self._protocol != aiomqtt.ProtocolVersion.V5:
+        if self._protocol != _V5:
             self._remember_own(topic, data)
         # Tasks start in creation order and paho queues the packet synchronously at the
         # start of each, so publications keep their order without waiting on each PUBACK.
@@ -230,6 +252,15 @@ class MqttLink:
                 "mqtt.host, so anyone with a certificate from a trusted CA can pose as the "
                 "broker"
             )
+        if self._memory is not None and self._memory.load() == _PROTOCOL_NAMES[_V311]:
+            self._preferred = self._protocol = _V311
+            _LOGGER.info(
+                "Using MQTT 3.1.1 first: broker %s:%s last connected with it (kept in %s; "
+                "delete that file to try MQTT 5 first)",
+                self._config.host,
+                self._config.port,
+                self._memory.path,
+            )
         _CLIENT_LOGGER.addFilter(self._socket_errors)
         try:
             await self._keep_connected()
@@ -238,24 +269,29 @@ class MqttLink:
 
     async def _keep_connected(self) -> None:
         delay = const.DEFAULT_RECONNECT_MIN
+        # This round has tried the other protocol already (at most once: no loop between two).
+        switched = False
         while True:
+            if not switched:
+                self._protocol = self._preferred
+                self._attempt_started = time.monotonic()
             self._socket_errors.last = None
-            self._attempt_started = time.monotonic()
             connected = False
             try:
                 async with self._make_client() as client:
                     connected = True
                     delay = const.DEFAULT_RECONNECT_MIN
+                    self._connected_with_protocol()
                     await self._serve(client)
             except TlsFileError as err:
                 self._connect_failed(Attempt(str(err), cause=err))
             except aiomqtt.MqttError as err:
                 if not connected:
-                    if self._refuses_mqtt5(err):
-                        _LOGGER.info("Broker refuses MQTT 5; using MQTT 3.1.1")
-                        self._protocol = aiomqtt.ProtocolVersion.V311
+                    attempt = _attempt(err, self._socket_errors.last)
+                    if self._other_protocol(attempt, switched=switched):
+                        switched = True
                         continue
-                    self._connect_failed(_attempt(err, self._socket_errors.last))
+                    self._connect_failed(attempt)
                 else:
                     cause = self._socket_errors.last
                     _LOGGER.warning(
@@ -270,17 +306,56 @@ class MqttLink:
                 _LOGGER.exception("MQTT connection failed unexpectedly; reconnecting")
             finally:
                 self._client = None
+            switched = False
             # Full jitter keeps a fleet of bridges from reconnecting in lockstep.
             await asyncio.sleep(random.uniform(delay / 2, delay))  # noqa: S311
             delay = min(delay * 2, self._reconnect_max)
 
-    def _refuses_mqtt5(self, err: aiomqtt.MqttError) -> bool:
-        return (
-            isinstance(err, MqttConnectError)
-            and self._config.protocol == "auto"
-            and self._protocol == aiomqtt.ProtocolVersion.V5
-            and _code(err.rc) in _UNSUPPORTED_PROTOCOL_CODES
+    def _other_protocol(self, attempt: Attempt, *, switched: bool) -> bool:
+        """With `protocol: auto`, whether to try the other protocol at once after `attempt`
+        (not when this round has `switched` to it already).
+
+        Yes when the broker refused this protocol version, or gave no answer to an MQTT 5
+        CONNECT that has not connected before: brokers without MQTT 5 may never answer it.
+        A broker that answered (refused a login, say) keeps the protocol it answered in.
+        """
+        if self._config.protocol != "auto":
+            return False
+        answer = protocol_answer(self._config, attempt)
+        if answer == ProtocolAnswer.SPOKEN:
+            self._preferred = self._protocol
+            return False
+        tried, other = self._protocol, _V311 if self._protocol == _V5 else _V5
+        refused = answer == ProtocolAnswer.REFUSED
+        # Silence from a broker that has connected with MQTT 5 is an outage, not a version.
+        silent = (
+            answer == ProtocolAnswer.SILENT and tried == _V5 and _V5 not in self._connected_with
         )
+        if switched or not (refused or silent):
+            return False
+        if refused:
+            line = (
+                f"Broker refuses MQTT {_PROTOCOL_NAMES[tried]}; using MQTT {_PROTOCOL_NAMES[other]}"
+            )
+        else:
+            line = (
+                f"MQTT broker {self._config.host}:{self._config.port} gave no answer to an "
+                f"MQTT 5 CONNECT ({attempt.text}); trying MQTT 3.1.1 (brokers without MQTT 5, "
+                "such as RabbitMQ before 3.13, never answer it)"
+            )
+        # Once each: a broker that answers neither protocol has each round try both.
+        first = line not in self._protocol_lines
+        self._protocol_lines.add(line)
+        _LOGGER.log(logging.INFO if first else logging.DEBUG, "%s", line)
+        self._protocol = other
+        return True
+
+    def _connected_with_protocol(self) -> None:
+        """Keep to the protocol that connected: for reconnects and, kept on disk, restarts."""
+        self._connected_with.add(self._protocol)
+        self._preferred = self._protocol
+        if self._memory is not None:
+            self._memory.remember(self.protocol)
 
     def _connect_failed(self, attempt: Attempt) -> None:
         """One line per failure, at its first attempt; repeats of the same go to DEBUG."""
@@ -338,7 +413,7 @@ class MqttLink:
         # and drops the rest, so a start-up flood of retained topics would lose devices. QoS
         # 0 to a connected client is not queued that way; what a lost connection loses, the
         # retained topics and our own store bring back on the next connect.
-        if self._protocol == aiomqtt.ProtocolVersion.V5:
+        if self._protocol == _V5:
             await client.subscribe(pattern, options=SubscribeOptions(qos=0, noLocal=True))
         else:
             await client.subscribe(pattern, qos=0)

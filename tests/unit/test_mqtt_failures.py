@@ -1,12 +1,20 @@
-"""Naming a refused connection from its CONNACK code: which failure, which key. (The TLS
-failures come from real handshakes in tests/integration/test_mqtt_tls.py.)"""
+"""Naming a refused connection from its CONNACK code: which failure, which key; and what a
+failed attempt says about the protocol version. (The TLS failures come from real handshakes
+in tests/integration/test_mqtt_tls.py.)"""
 
 from __future__ import annotations
 
 import pytest
 
-from mqtt_hk_bridge.config import MqttConfig
-from mqtt_hk_bridge.mqtt.failures import Attempt, FailureKind, Outage, classify
+from mqtt_hk_bridge.config import MqttConfig, TlsConfig
+from mqtt_hk_bridge.mqtt.failures import (
+    Attempt,
+    FailureKind,
+    Outage,
+    ProtocolAnswer,
+    classify,
+    protocol_answer,
+)
 from mqtt_hk_bridge.mqtt.tls import TlsFileError
 
 #: MQTT 3.1.1 return codes 4, 5 and MQTT 5 reason codes 0x86, 0x87.
@@ -83,3 +91,37 @@ def test_the_event_carries_the_last_failure() -> None:
         "connected to the MQTT broker again after 3 failed attempt(s) in 4.2 s; the last: "
         "the broker requires a login"
     )
+
+
+@pytest.mark.parametrize("code", [1, 0x84])
+def test_a_refused_protocol_version_is_a_refusal_of_the_protocol(code: int) -> None:
+    attempt = Attempt("CONNACK: Unsupported protocol version", connack=code)
+    assert protocol_answer(MqttConfig(), attempt) == ProtocolAnswer.REFUSED
+
+
+@pytest.mark.parametrize("code", [*LOGIN_CODES, 2, 0x85, 0x8A])
+def test_any_other_connack_shows_the_broker_speaks_the_protocol(code: int) -> None:
+    attempt = Attempt("CONNACK x", connack=code)
+    assert protocol_answer(MqttConfig(), attempt) == ProtocolAnswer.SPOKEN
+
+
+def test_no_connack_at_all_is_silence() -> None:
+    attempt = Attempt("nothing within 10 s", cause=TimeoutError(), no_connack=True)
+    assert protocol_answer(MqttConfig(), attempt) == ProtocolAnswer.SILENT
+    assert classify(MqttConfig(), attempt).kind == FailureKind.NO_ANSWER
+
+
+def test_a_close_without_connack_is_silence_except_under_tls() -> None:
+    """Under TLS, a close before CONNACK is how a broker refuses a client certificate."""
+    closed = Attempt("[Errno 104] Connection reset by peer", closed_by_broker=True)
+    assert protocol_answer(MqttConfig(), closed) == ProtocolAnswer.SILENT
+    assert protocol_answer(MqttConfig(tls=TlsConfig()), closed) == ProtocolAnswer.UNKNOWN
+
+
+def test_an_unreachable_broker_says_nothing_about_the_protocol() -> None:
+    refused = ConnectionRefusedError(111, "Connection refused")
+    assert protocol_answer(MqttConfig(), Attempt(str(refused), cause=refused)) == (
+        ProtocolAnswer.UNKNOWN
+    )
+    timed_out = TimeoutError("timed out")  # the TCP connect itself
+    assert protocol_answer(MqttConfig(), Attempt("x", cause=timed_out)) == ProtocolAnswer.UNKNOWN
