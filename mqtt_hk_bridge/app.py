@@ -88,7 +88,7 @@ class App:
                 zeroconf=zeroconf,
                 version=__version__,
             )
-            self.exposer.hap.on_pairing_changed(self.api.publish_info)
+            self.exposer.bridges.changed = self.api.publish_info
             self.api.set_info(self._info)
             BridgeRequests(
                 api=self.api,
@@ -129,11 +129,16 @@ class App:
         exposer, controller = self.exposer, self.controller
         assert exposer is not None and controller is not None
         homekit, mqtt = self.config.homekit, self.config.mqtt
-        pairing = "paired" if exposer.hap.paired else "not paired yet (setup code on the terminal)"
+        first, *others = exposer.bridges.opened
+        bridges = "".join(
+            f"HomeKit bridge {bridge.name!r} on port {bridge.port}, {_pairing(bridge.paired)}; "
+            for bridge in others
+        )
         return (
-            f"Ready: HomeKit bridge {homekit.name!r} on port {homekit.port} "
-            f"(listening on {homekit.address}, announced as {exposer.hap.announced_address}), "
-            f"{pairing}; {exposer.hap.bridged_count} MQTT device(s) shown, "
+            f"Ready: HomeKit bridge {first.name!r} on port {first.port} "
+            f"(listening on {homekit.address}, announced as {first.announced_address}), "
+            f"{_pairing(first.paired)}; {bridges}"
+            f"{exposer.bridges.bridged_count} MQTT device(s) shown, "
             f"{len(controller.sessions)} HomeKit pairing(s); "
             f"MQTT broker {mqtt.host}:{mqtt.port}"
         )
@@ -141,12 +146,15 @@ class App:
     def _info(self) -> dict[str, Any]:
         exposer = self.exposer
         assert exposer is not None
+        first = exposer.bridges.first
         return {
             "version": __version__,
-            "hap_device_id": exposer.hap.hap_device_id,
-            "hap_port": self.config.homekit.port,
-            "paired": exposer.hap.paired,
-            "accessories": exposer.hap.bridged_count,
+            # These three are bridge 1's (what they were before there were several).
+            "hap_device_id": first.hap_device_id,
+            "hap_port": first.port,
+            "paired": first.paired,
+            "accessories": exposer.bridges.bridged_count,
+            "bridges": exposer.bridges.describe(),
             "mqtt_protocol": self.link.protocol,
             "rejected_topics": self.router.rejected_topics,
         }
@@ -155,7 +163,7 @@ class App:
         exposer = self.exposer
         return Health(
             mqtt_connected=self.link.connected,
-            hap_listening=exposer is not None and exposer.hap.listening,
+            hap_listening=exposer is not None and exposer.bridges.listening,
         )
 
     def _mqtt_recovered(self, outage: Outage) -> None:
@@ -165,3 +173,7 @@ class App:
     def _restart(self, stop: asyncio.Event) -> None:
         self.restart_requested = True
         asyncio.get_running_loop().call_soon(stop.set)
+
+
+def _pairing(paired: bool) -> str:
+    return "paired" if paired else "not paired yet (setup code on the terminal)"

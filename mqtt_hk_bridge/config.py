@@ -103,6 +103,7 @@ PORT = vol.All(whole_number, vol.Range(min=1, max=65535))
 #: Silence before "No Response" or removal: shorter than a second is a typo, not a policy.
 SILENCE = duration(1.0, never=True)
 COMMAND_TOPIC = vol.In([COMMAND_TOPIC_SET, COMMAND_TOPIC_SAME])
+BRIDGE_NUMBER = vol.All(whole_number, vol.Range(min=1, max=const.MAX_HAP_BRIDGES))
 
 DEVICE_OPTIONS = vol.All(
     {
@@ -111,6 +112,7 @@ DEVICE_OPTIONS = vol.All(
         vol.Optional("retain_commands"): bool,
         vol.Optional("expire_after"): SILENCE,
         vol.Optional("remove_after"): SILENCE,
+        vol.Optional("bridge"): BRIDGE_NUMBER,
         **mapping_config.DEVICE_KEYS,
     },
     mapping_config.with_mapping,
@@ -153,6 +155,7 @@ SCHEMA = vol.Schema(
             vol.Optional("advertised_address"): str,
             vol.Optional("port", default=51826): PORT,
             vol.Optional("setup_code"): setup_code,
+            vol.Optional("bridges", default=const.DEFAULT_HAP_BRIDGES): BRIDGE_NUMBER,
         },
         vol.Optional("zeroconf", default={}): {
             vol.Optional("interfaces"): vol.Any(None, [str]),
@@ -220,6 +223,8 @@ class HomeKitConfig:
     advertised_address: str | None = None
     port: int = 51826
     setup_code: str | None = field(default=None, repr=False)
+    #: Most HAP bridges that may open; bridge n serves on `port + n - 1`.
+    bridges: int = const.DEFAULT_HAP_BRIDGES
 
 
 @dataclass(frozen=True)
@@ -237,7 +242,8 @@ class DeviceOptions:
     remove_after: float | None = None
     #: Its own topics and payloads (docs/mapping.md); None: our topic layout.
     mapping: mapping_config.DeviceMapping | None = None
-
+    #: The HAP bridge it must be shown on; None: where it was placed (and stays).
+    bridge: int | None = None
 
 @dataclass(frozen=True)
 class Timing:
@@ -403,6 +409,18 @@ def _build(data: dict[str, Any], source: str, base_dir: Path | None) -> Config:
     if base_dir is None:
         base_dir = Path(source).parent if source.endswith((".yaml", ".yml")) else Path()
     data_dir = Path(data["data_dir"])
+    bridges = data["homekit"]["bridges"]
+    for device_id, options in data["devices"].items():
+        if options.get("bridge", 1) > bridges:
+            raise ConfigError(
+                f"{source}: devices.{device_id}.bridge: {options['bridge']} is above "
+                f"homekit.bridges ({bridges})"
+            )
+    if data["homekit"]["port"] + bridges - 1 > 65535:
+        raise ConfigError(
+            f"{source}: homekit.bridges: bridge {bridges} would serve on port "
+            f"{data['homekit']['port'] + bridges - 1}, above 65535; lower homekit.port"
+        )
     return Config(
         base_topic=data["base_topic"],
         data_dir=data_dir if data_dir.is_absolute() else base_dir / data_dir,

@@ -59,6 +59,12 @@ MAX_DEVICE_ID_LENGTH: Final = 64
 MAX_SERVICE_INDEX: Final = 16
 #: HAP allows 150 accessories per bridge, the bridge itself being one of them.
 MAX_BRIDGED_ACCESSORIES: Final = 149
+#: HAP bridges one process may open (`homekit.bridges`): 1,000 devices fit on 7 (1,043
+#: places), and anyone who may publish can invent devices, so no more ports, mDNS records
+#: and pairings than that open unless the owner raises it.
+DEFAULT_HAP_BRIDGES: Final = 7
+#: Highest `homekit.bridges`: ports and pairings beyond this are a typo, not a home.
+MAX_HAP_BRIDGES: Final = 64
 
 #: Apple's ADK pace: at most about one event per characteristic per second in a storm.
 DEFAULT_EVENT_WINDOW: Final = 1.0
