@@ -38,17 +38,19 @@ class App:
     def __init__(self, config: Config) -> None:
         self.config = config
         # Features register the topics they handle with the router before MQTT connects.
-        self.router = Router(config.base_topic)
+        self.router = Router(config.base_topic, config.bridge_levels)
         self.link = MqttLink(
             config.mqtt,
             subscriptions=self.router.subscriptions,
-            will_topic=topics.bridge_topic(config.base_topic, const.BRIDGE_STATE),
+            will_topic=topics.bridge_topic(
+                config.base_topic, *config.bridge_levels, const.BRIDGE_STATE
+            ),
             on_message=self.router.dispatch,
             reconnect_max=config.timing.reconnect_max,
             on_recovered=self._mqtt_recovered,
         )
         self.router.on_filter_added = self.link.subscribe
-        self.api = BridgeApi(self.link, config.base_topic)
+        self.api = BridgeApi(self.link, config.base_topic, config.bridge_levels)
         self.router.serve_api(self.api)
         self.exposer: ExposerSide | None = None
         self.controller: ControllerSide | None = None

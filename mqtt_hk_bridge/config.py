@@ -80,6 +80,25 @@ def device_id(value: Any) -> str:
     return text
 
 
+def instance_name(value: Any) -> str:
+    """The level naming this process's own topics, `<base>/bridge/<instance>/...`."""
+    text = topic_level(value)
+    if text in const.BRIDGE_WORDS:
+        raise vol.Invalid(f"{text!r} is a topic word of the bridge's own; choose another name")
+    return text
+
+
+def device_pattern(value: Any) -> str:
+    """A device-id glob of `device_filter`: `*` any characters, `?` one, `[ab]` one of."""
+    text = str(value)
+    if not text or any(c in text for c in "/+#\x00"):
+        raise vol.Invalid(
+            f"{text!r}: a pattern matches device ids (one topic level), such as kitchen_*; "
+            "use * and ?, not / + or #"
+        )
+    return text
+
+
 def whole_number(value: Any) -> int:
     """An integer as written (`1883`, `"1883"`); `1883.5` or `true` is refused, not cut."""
     if isinstance(value, int) and not isinstance(value, bool):
@@ -98,6 +117,7 @@ SECTIONS = (
     "timing",
     "controller",
     "homeassistant",
+    "device_filter",
 )
 PORT = vol.All(whole_number, vol.Range(min=1, max=65535))
 #: Silence before "No Response" or removal: shorter than a second is a typo, not a policy.
@@ -122,6 +142,7 @@ SCHEMA = vol.Schema(
     {
         vol.Optional("base_topic", default=const.DEFAULT_BASE_TOPIC): topic_level,
         vol.Optional("data_dir", default="./data"): str,
+        vol.Optional("instance"): instance_name,
         vol.Optional("log_level", default="info"): vol.All(
             str, vol.Lower, vol.In(["debug", "info", "warning", "error"])
         ),
@@ -168,6 +189,10 @@ SCHEMA = vol.Schema(
             vol.Optional("remove_after", default=None): SILENCE,
         },
         vol.Optional("devices", default={}): vol.Schema({device_id: DEVICE_OPTIONS}),
+        vol.Optional("device_filter", default={}): {
+            vol.Optional("include", default=[]): [device_pattern],
+            vol.Optional("exclude", default=[]): [device_pattern],
+        },
         vol.Optional("controller", default={}): CONTROLLER_SCHEMA,
         **mapping_config.TOP_LEVEL_KEYS,
         # Tuning; the defaults are the documented behaviour, tests shorten them.
@@ -245,6 +270,16 @@ class DeviceOptions:
     #: The HAP bridge it must be shown on; None: where it was placed (and stays).
     bridge: int | None = None
 
+
+@dataclass(frozen=True)
+class DeviceFilter:
+    """Which MQTT device ids this process shows (`device_filter`): those matching an
+    `include` pattern (every id when there is none) and no `exclude` pattern."""
+
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True)
 class Timing:
     event_window: float = const.DEFAULT_EVENT_WINDOW
@@ -267,6 +302,14 @@ class Config:
     timing: Timing = Timing()
     controller: ControllerSettings = field(default_factory=ControllerSettings)
     sources: tuple[str, ...] = mapping_config.DEFAULT_SOURCES
+    device_filter: DeviceFilter = DeviceFilter()
+    #: Names this process's own topics `<base>/bridge/<instance>/...` (None: `<base>/bridge/`).
+    instance: str | None = None
+
+    @property
+    def bridge_levels(self) -> tuple[str, ...]:
+        """The topic levels after `<base>/bridge/` that are this process's own."""
+        return () if self.instance is None else (self.instance,)
 
     def device_options(self, device_id: str) -> DeviceOptions:
         return self.devices.get(device_id, self.defaults)
@@ -421,6 +464,7 @@ def _build(data: dict[str, Any], source: str, base_dir: Path | None) -> Config:
             f"{source}: homekit.bridges: bridge {bridges} would serve on port "
             f"{data['homekit']['port'] + bridges - 1}, above 65535; lower homekit.port"
         )
+    device_filter = data["device_filter"]
     return Config(
         base_topic=data["base_topic"],
         data_dir=data_dir if data_dir.is_absolute() else base_dir / data_dir,
@@ -434,6 +478,10 @@ def _build(data: dict[str, Any], source: str, base_dir: Path | None) -> Config:
         timing=Timing(**data["timing"]),
         controller=ControllerSettings(**data["controller"]),
         sources=tuple(dict.fromkeys(data["sources"])),
+        device_filter=DeviceFilter(
+            tuple(device_filter["include"]), tuple(device_filter["exclude"])
+        ),
+        instance=data.get("instance"),
     )
 
 

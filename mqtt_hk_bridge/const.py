@@ -28,6 +28,10 @@ BRIDGE_DEVICES: Final = "devices"  # retained JSON catalogue of every device
 BRIDGE_EVENT: Final = "event"  # JSON errors and notices a user must see
 BRIDGE_REQUEST: Final = "request"  # request/<action>, JSON body
 BRIDGE_RESPONSE: Final = "response"  # response/<action>, transaction echoed
+#: The words above: an `instance` name (`<base>/bridge/<instance>/...`) may not be one.
+BRIDGE_WORDS: Final = frozenset(
+    {BRIDGE_STATE, BRIDGE_INFO, BRIDGE_DEVICES, BRIDGE_EVENT, BRIDGE_REQUEST, BRIDGE_RESPONSE}
+)
 
 #: Where an accessory-side device comes from: our own topic layout (the default source).
 SOURCE_HOMEKIT_TOPICS: Final = "homekit_topics"

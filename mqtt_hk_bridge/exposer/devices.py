@@ -21,6 +21,7 @@ from ..mqtt.payloads import HapValue
 from ..mqtt.topics import CharKey
 from . import bridge_layout
 from .bridge_assignments import NoRoom
+from .device_filter import device_filter
 from .device_store import DeviceStore
 from .hap_bridges import HapBridges
 from .notify import Pace, pace_of
@@ -72,6 +73,8 @@ class ExposedDevices:
         self._config = config
         self._store = store
         self.bridges = bridges
+        #: Whether this process shows a device id at all (`device_filter`).
+        self.takes = device_filter(config.device_filter)
         self._catalogue_changed = catalogue_changed
         self._event = event
         #: Devices the Home app cannot be shown yet: saving their ids failed (disk full, out
@@ -104,14 +107,18 @@ class ExposedDevices:
 
     def forget_devices_of_sources_off(self) -> None:
         """At start-up, once every source is added: remembered devices whose source is
-        off leave the bridge (their aids stay reserved for when they come back)."""
+        off, or that `device_filter` leaves out, leave the bridge (their aids stay
+        reserved for when they come back)."""
         for device in list(self.registry.devices.values()):
             if device.source not in self._sources:
-                _LOGGER.info(
-                    "%s came from %s, which is off; not shown", device.device_id, device.source
-                )
-                self.registry.remove(device.device_id)
-                self._store.changed()
+                why = f"came from {device.source}, which is off"
+            elif not self.takes(device.device_id):
+                why = "is left out by device_filter"
+            else:
+                continue
+            _LOGGER.info("%s %s; not shown", device.device_id, why)
+            self.registry.remove(device.device_id)
+            self._store.changed()
 
     def claim(self, device_id: str, source: str) -> None:
         """`source` defines the device: from now on no other source may report it. A
