@@ -2,10 +2,13 @@
 that places a device that has none.
 
 A device's bridge never changes by itself: the Home app knows an accessory by its bridge
-and aid, so a device that moved would lose its room, name and automations. It is saved
-before the device is shown, and kept when the device leaves (it comes back to the same
-bridge, with the same aid there, when that bridge has room). Only an explicit `bridge`
-option moves a device.
+and aid, so a device that moved would lose its room, name and automations. It is kept when
+the device leaves (it comes back to the same bridge, with the same aid there, when that
+bridge has room). Only an explicit `bridge` option moves a device.
+
+A device's first bridge may reach disk a little later (`note`, then `flush`): until then
+that bridge's ids are the only ones that know the device, which `choose_bridge` follows
+after a crash. Any other change of bridge is saved before the device is shown (`set`).
 """
 
 from __future__ import annotations
@@ -38,9 +41,10 @@ def _validate(data: Any) -> None:
 
 class BridgeAssignments:
     def __init__(self, path: Path) -> None:
-        self._store = JsonStore(path, _validate)
+        self._store = JsonStore(path, _validate, compact=True)
         data = self._store.load()
         self._bridges: dict[str, int] = dict(data["devices"]) if data else {}
+        self._unsaved = False
 
     def get(self, device_id: str) -> int | None:
         return self._bridges.get(device_id)
@@ -52,6 +56,18 @@ class BridgeAssignments:
         bridges = {**self._bridges, device_id: number}
         self._store.save({"version": FORMAT_VERSION, "devices": bridges})
         self._bridges = bridges
+        self._unsaved = False
+
+    def note(self, device_id: str, number: int) -> None:
+        """Record a device's first bridge, to be saved by the next `flush`."""
+        self._bridges[device_id] = number
+        self._unsaved = True
+
+    def flush(self) -> None:
+        """Save what `note` recorded; an OSError leaves it to the next flush."""
+        if self._unsaved:
+            self._store.save({"version": FORMAT_VERSION, "devices": self._bridges})
+            self._unsaved = False
 
 
 def choose_bridge(

@@ -37,6 +37,8 @@ _LOGGER = logging.getLogger(__name__)
 
 #: A bridge opened while running whose port is taken is tried again, backing off to this.
 START_RETRY_MAX = 60.0
+#: Longest a device's first bridge waits to reach disk (its ids there say it meanwhile).
+ASSIGNMENTS_FLUSH_DELAY = 1.0
 
 
 class HapBridges:
@@ -71,6 +73,7 @@ class HapBridges:
         self._shown: dict[str, HapBridge] = {}
         self._started = False
         self._starting = TaskSet(_LOGGER, "Bridge start")
+        self._flush_pending: asyncio.TimerHandle | None = None
         #: Called when a bridge opens or a pairing changes (bridge/info lists them).
         self.changed: Callable[[], None] = lambda: None
         created = bridge_layout.created(data_dir)
@@ -148,8 +151,18 @@ class HapBridges:
 
     async def stop(self) -> None:
         await self._starting.cancel()
+        if self._flush_pending is not None:
+            self._flush_pending.cancel()
+        self._flush_assignments()
         for bridge in self.opened:
             await bridge.stop()
+
+    def _flush_assignments(self) -> None:
+        self._flush_pending = None
+        try:
+            self._assignments.flush()
+        except OSError as err:
+            _LOGGER.error("Could not save %s: %s", ASSIGNMENTS_FILE, err)
 
     def describe(self) -> list[dict[str, Any]]:
         """Every open bridge for `bridge/info`. The setup URI holds the setup code: it is
@@ -238,7 +251,7 @@ class HapBridges:
         if problem is not None:
             raise NoRoom(problem)
         bridge = self._bridges.get(number) or self._open(number)
-        self._assignments.set(device_id, number)
+        self._assign(device_id, number)
         bridge.show(device, name=name, available=available)
         left = self._shown.get(device_id)
         self._shown[device_id] = bridge
@@ -246,6 +259,25 @@ class HapBridges:
             left.hide(device_id)
             return left.number
         return None
+
+    def _assign(self, device_id: str, number: int) -> None:
+        """Record the device's bridge before it is shown there. A first bridge may reach
+        disk a moment later: only that bridge's ids will know the device, which is what
+        `choose_bridge` follows after a crash. Any other change is saved at once."""
+        remembered = self._assignments.get(device_id)
+        if remembered == number:
+            return
+        elsewhere = any(
+            bridge.knows(device_id) for n, bridge in self._bridges.items() if n != number
+        )
+        if remembered is not None or elsewhere:
+            self._assignments.set(device_id, number)
+            return
+        self._assignments.note(device_id, number)
+        if self._flush_pending is None:
+            self._flush_pending = asyncio.get_running_loop().call_later(
+                ASSIGNMENTS_FLUSH_DELAY, self._flush_assignments
+            )
 
     def hide(self, device_id: str) -> None:
         """Take the device off its bridge; its bridge and aid are kept for its return."""
