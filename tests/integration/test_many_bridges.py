@@ -4,6 +4,9 @@ paired on its own, and every device stays on its bridge with its aid and iids.""
 from __future__ import annotations
 
 import json
+import socket
+import subprocess
+import sys
 from collections import Counter
 from collections.abc import Callable
 from typing import Any
@@ -251,3 +254,68 @@ async def test_the_bridge_option_moves_one_device(
 
 async def _serials_now(home: HapClient, expected: dict[str, int]) -> bool:
     return serials(await home.list_accessories()) == expected
+
+
+async def test_a_bridge_known_only_from_its_ids_is_kept(
+    make_bridge: Callable[..., BridgeProcess], mosquitto: Mosquitto
+) -> None:
+    """A device's first bridge reaches bridge-assignments.json a moment after it is shown;
+    killed before (here: the file is gone), the bridge whose ids know it takes it back. So
+    does an install from before there were several bridges (no such file, bridge 1's ids)."""
+    await publish_retained(mosquitto, ["solo", "other"])
+    async with MqttProbe(mosquitto.host, mosquitto.port) as probe:
+        await probe.subscribe("HomeKit/#")
+        bridge = make_bridge(hap_ports=2, devices={"solo": {"bridge": 2}})
+        expected = {"solo": (2, 2), "other": (1, 2)}
+        assert placement(await newest(probe, "HomeKit/bridge/devices", all_shown(2))) == expected
+        bridge.kill9()
+        for name in ("bridge-assignments.json", "bridge-assignments.json.bak"):
+            (bridge.data_dir / name).unlink(missing_ok=True)
+        bridge.config["devices"] = {}
+        seen = len(probe.messages_on("HomeKit/bridge/devices"))
+        bridge.start()
+        again = await newest(
+            probe,
+            "HomeKit/bridge/devices",
+            lambda c: len(probe.messages_on("HomeKit/bridge/devices")) > seen and all_shown(2)(c),
+        )
+        assert placement(again) == expected
+
+
+async def test_a_bridge_whose_port_is_taken_does_not_open(
+    make_bridge: Callable[..., BridgeProcess], mosquitto: Mosquitto
+) -> None:
+    await publish_retained(mosquitto, ["esp"])
+    async with MqttProbe(mosquitto.host, mosquitto.port) as probe:
+        await probe.subscribe("HomeKit/#")
+        bridge = make_bridge(hap_ports=2)
+        await newest(probe, "HomeKit/bridge/devices", all_shown(1))
+        with socket.socket() as squatter:
+            squatter.bind((bridge.host, bridge.port_of(2)))
+            squatter.listen()
+            refused = await request(probe, "device/options", {"id": "esp", "bridge": 2})
+            assert (refused["status"], refused["field"]) == ("error", "bridge")
+            assert f"port {bridge.port_of(2)} is already in use" in refused["error"]
+            assert "homekit.port + 1" in refused["error"]
+            assert not bridge.state_dir(2).exists()  # not opened, nothing moved
+            # A bridge once opened is checked at start like bridge 1: here, bridge 2.
+            bridge.stop()
+            (bridge.state_dir(2)).mkdir()
+            (bridge.state_dir(2) / "homekit-state.json").write_text("{}")
+            check = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "mqtt_hk_bridge",
+                    "check-config",
+                    "-c",
+                    str(bridge.config_path),
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+        assert check.returncode == 2
+        assert f"bridge 2 (port homekit.port + 1): homekit.port: port {bridge.port_of(2)}" in (
+            check.stderr
+        )
