@@ -72,6 +72,21 @@ def serials(accessories: list[dict[str, Any]]) -> dict[str, int]:
     return found
 
 
+async def restarted(
+    bridge: BridgeProcess, probe: MqttProbe, stop: Callable[[], object], count: int
+) -> dict[str, tuple[int, int]]:
+    """Stop the bridge (`stop`: SIGTERM or kill -9), start it again, and return where the
+    catalogue it publishes then places the devices, once all `count` are shown."""
+    topic = "HomeKit/bridge/devices"
+    stop()
+    seen = len(probe.messages_on(topic))
+    bridge.start()
+    shown = all_shown(count)
+    return placement(
+        await newest(probe, topic, lambda c: len(probe.messages_on(topic)) > seen and shown(c))
+    )
+
+
 def placement(catalogue: list[dict[str, Any]]) -> dict[str, tuple[int, int]]:
     """device id -> (bridge, aid) as bridge/devices says."""
     return {
@@ -229,27 +244,17 @@ async def test_the_bridge_option_moves_one_device(
         # A reset moves nobody; a restart neither.
         reset = await request(probe, "device/options", {"id": "mover", "reset": ["bridge"]})
         assert reset["data"]["options"]["bridge"] is None
-        bridge.stop()
-        bridge.start()
-        assert placement(
-            await newest(probe, "HomeKit/bridge/devices", lambda c: len(placement(c)) == 2)
-        ) == {"mover": (3, 2), "stayer": (1, 3)}
+        assert await restarted(bridge, probe, bridge.stop, 2) == {
+            "mover": (3, 2),
+            "stayer": (1, 3),
+        }
 
         # bridge.yaml's `devices.<id>.bridge` moves it back: its old aid on bridge 1 is kept.
-        bridge.stop()
         bridge.config["devices"] = {"mover": {"bridge": 1}}
-        seen = len(probe.messages_on("HomeKit/bridge/devices"))
-        bridge.start()
-        assert placement(
-            await newest(
-                probe,
-                "HomeKit/bridge/devices",
-                lambda c: (
-                    len(probe.messages_on("HomeKit/bridge/devices")) > seen
-                    and len(placement(c)) == 2
-                ),
-            )
-        ) == {"mover": (1, 2), "stayer": (1, 3)}
+        assert await restarted(bridge, probe, bridge.stop, 2) == {
+            "mover": (1, 2),
+            "stayer": (1, 3),
+        }
 
 
 async def _serials_now(home: HapClient, expected: dict[str, int]) -> bool:
@@ -272,14 +277,7 @@ async def test_a_bridge_known_only_from_its_ids_is_kept(
         for name in ("bridge-assignments.json", "bridge-assignments.json.bak"):
             (bridge.data_dir / name).unlink(missing_ok=True)
         bridge.config["devices"] = {}
-        seen = len(probe.messages_on("HomeKit/bridge/devices"))
-        bridge.start()
-        again = await newest(
-            probe,
-            "HomeKit/bridge/devices",
-            lambda c: len(probe.messages_on("HomeKit/bridge/devices")) > seen and all_shown(2)(c),
-        )
-        assert placement(again) == expected
+        assert await restarted(bridge, probe, lambda: None, 2) == expected
 
 
 async def test_a_bridge_whose_port_is_taken_does_not_open(
