@@ -82,6 +82,7 @@ class HapBridge:
         self._pacer = EventPacer(self._send_event, event_window)
         self._accessories: dict[str, MqttAccessory] = {}
         self._config_pending: asyncio.TimerHandle | None = None
+        self._serving = False
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -91,13 +92,16 @@ class HapBridge:
     async def start(self) -> None:
         """Serve HAP and advertise it, with every accessory shown so far already in it."""
         await self.driver.async_start()
+        self._serving = True
 
     async def stop(self) -> None:
         self._pacer.close()
         if self._config_pending is not None:
             self._config_pending.cancel()
             self.driver.refresh_config()
-        await self.driver.async_stop()
+        if self._serving:  # a bridge opened just before stopping may never have served
+            self._serving = False
+            await self.driver.async_stop()
 
     @property
     def paired(self) -> bool:
