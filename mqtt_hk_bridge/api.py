@@ -33,9 +33,13 @@ CatalogueSource = Callable[[], list[dict[str, Any]]]
 
 
 class BridgeApi:
-    def __init__(self, link: MqttLink, base_topic: str) -> None:
+    def __init__(
+        self, link: MqttLink, base_topic: str, bridge_levels: tuple[str, ...] = ()
+    ) -> None:
         self._link = link
         self._base = base_topic
+        #: After `<base>/bridge/`: this process's own subtree (its `instance`, if any).
+        self._own = bridge_levels
         self._handlers: dict[str, RequestHandler] = {}
         self._sources: list[CatalogueSource] = []
         self._info: Callable[[], dict[str, Any]] = dict
@@ -71,11 +75,11 @@ class BridgeApi:
         """A problem or notice a user must see: a log line and a JSON `bridge/event`."""
         _LOGGER.warning("%s: %s", kind, message)
         body = {"type": kind, "message": message, "time": round(time.time(), 3), **details}
-        self._publish(bridge_topic(self._base, const.BRIDGE_EVENT), json.dumps(body))
+        self._publish(bridge_topic(self._base, *self._own, const.BRIDGE_EVENT), json.dumps(body))
 
     def publish_info(self) -> None:
         info = json.dumps(self._info(), sort_keys=True)
-        self._publish(bridge_topic(self._base, const.BRIDGE_INFO), info, retain=True)
+        self._publish(bridge_topic(self._base, *self._own, const.BRIDGE_INFO), info, retain=True)
 
     def catalogue(self) -> list[dict[str, Any]]:
         devices = [device for source in self._sources for device in source()]
@@ -95,7 +99,7 @@ class BridgeApi:
         if text == self._last_catalogue and not force:
             return
         self._last_catalogue = text
-        self._publish(bridge_topic(self._base, const.BRIDGE_DEVICES), text, retain=True)
+        self._publish(bridge_topic(self._base, *self._own, const.BRIDGE_DEVICES), text, retain=True)
         self.publish_info()  # it counts the accessories
 
     async def republish(self) -> None:
@@ -124,7 +128,10 @@ class BridgeApi:
             response[TRANSACTION] = body[TRANSACTION]
         if response["status"] == "error":
             _LOGGER.warning("Request %s refused: %s", clipped(action), response["error"])
-        self._publish(bridge_topic(self._base, const.BRIDGE_RESPONSE, action), json.dumps(response))
+        self._publish(
+            bridge_topic(self._base, *self._own, const.BRIDGE_RESPONSE, action),
+            json.dumps(response),
+        )
 
 
 def _parse_body(payload: bytes) -> dict[str, Any]:

@@ -39,18 +39,20 @@ class App:
     def __init__(self, config: Config) -> None:
         self.config = config
         # Features register the topics they handle with the router before MQTT connects.
-        self.router = Router(config.base_topic)
+        self.router = Router(config.base_topic, config.bridge_levels)
         self.link = MqttLink(
             config.mqtt,
             subscriptions=self.router.subscriptions,
-            will_topic=topics.bridge_topic(config.base_topic, const.BRIDGE_STATE),
+            will_topic=topics.bridge_topic(
+                config.base_topic, *config.bridge_levels, const.BRIDGE_STATE
+            ),
             on_message=self.router.dispatch,
             reconnect_max=config.timing.reconnect_max,
             on_recovered=self._mqtt_recovered,
             protocol_file=config.data_dir / MQTT_PROTOCOL_FILE,
         )
         self.router.on_filter_added = self.link.subscribe
-        self.api = BridgeApi(self.link, config.base_topic)
+        self.api = BridgeApi(self.link, config.base_topic, config.bridge_levels)
         self.router.serve_api(self.api)
         self.exposer: ExposerSide | None = None
         self.controller: ControllerSide | None = None
@@ -90,7 +92,7 @@ class App:
                 zeroconf=zeroconf,
                 version=__version__,
             )
-            self.exposer.hap.on_pairing_changed(self.api.publish_info)
+            self.exposer.bridges.changed = self.api.publish_info
             self.api.set_info(self._info)
             BridgeRequests(
                 api=self.api,
@@ -131,11 +133,16 @@ class App:
         exposer, controller = self.exposer, self.controller
         assert exposer is not None and controller is not None
         homekit, mqtt = self.config.homekit, self.config.mqtt
-        pairing = "paired" if exposer.hap.paired else "not paired yet (setup code on the terminal)"
+        first, *others = exposer.bridges.opened
+        bridges = "".join(
+            f"HomeKit bridge {bridge.name!r} on port {bridge.port}, {_pairing(bridge.paired)}; "
+            for bridge in others
+        )
         return (
-            f"Ready: HomeKit bridge {homekit.name!r} on port {homekit.port} "
-            f"(listening on {homekit.address}, announced as {exposer.hap.announced_address}), "
-            f"{pairing}; {exposer.hap.bridged_count} MQTT device(s) shown, "
+            f"Ready: HomeKit bridge {first.name!r} on port {first.port} "
+            f"(listening on {homekit.address}, announced as {first.announced_address}), "
+            f"{_pairing(first.paired)}; {bridges}"
+            f"{exposer.bridges.bridged_count} MQTT device(s) shown, "
             f"{len(controller.sessions)} HomeKit pairing(s); "
             f"MQTT broker {mqtt.host}:{mqtt.port}"
         )
@@ -143,12 +150,15 @@ class App:
     def _info(self) -> dict[str, Any]:
         exposer = self.exposer
         assert exposer is not None
+        first = exposer.bridges.first
         return {
             "version": __version__,
-            "hap_device_id": exposer.hap.hap_device_id,
-            "hap_port": self.config.homekit.port,
-            "paired": exposer.hap.paired,
-            "accessories": exposer.hap.bridged_count,
+            # These three are bridge 1's (what they were before there were several).
+            "hap_device_id": first.hap_device_id,
+            "hap_port": first.port,
+            "paired": first.paired,
+            "accessories": exposer.bridges.bridged_count,
+            "bridges": exposer.bridges.describe(),
             "mqtt_protocol": self.link.protocol,
             "rejected_topics": self.router.rejected_topics,
         }
@@ -157,7 +167,7 @@ class App:
         exposer = self.exposer
         return Health(
             mqtt_connected=self.link.connected,
-            hap_listening=exposer is not None and exposer.hap.listening,
+            hap_listening=exposer is not None and exposer.bridges.listening,
         )
 
     def _mqtt_recovered(self, outage: Outage) -> None:
@@ -167,3 +177,7 @@ class App:
     def _restart(self, stop: asyncio.Event) -> None:
         self.restart_requested = True
         asyncio.get_running_loop().call_soon(stop.set)
+
+
+def _pairing(paired: bool) -> str:
+    return "paired" if paired else "not paired yet (setup code on the terminal)"

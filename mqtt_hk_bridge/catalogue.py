@@ -65,6 +65,8 @@ ENTRY_SCHEMA = vol.Schema(
             vol.Required("source"): vol.In(ACCESSORY_SOURCES),
             vol.Required("name"): str,
             vol.Required("aid"): vol.Any(None, int),
+            # The HAP bridge showing it (1, 2, ...); null while it is not shown.
+            vol.Required("bridge"): vol.Any(None, int),
             vol.Required("available"): bool,
             vol.Required("services"): [SERVICE_SCHEMA],
             # How a mapped or discovered device's topics map to it (its source's own words).

@@ -15,6 +15,7 @@ from .app import App
 from .config import Config, load
 from .controller import commands as controller_commands
 from .errors import BridgeError, ConfigError
+from .exposer import bridge_layout
 from .exposer.hap_adapter import announced_address
 from .exposer.pair_setup import reset_pair_setup_attempts
 from .mqtt.tls import FileWarning, TlsFileError, check_files
@@ -75,9 +76,11 @@ def _cmd_controller(args: argparse.Namespace) -> int:
 
 def _cmd_reset_pair_setup(args: argparse.Namespace) -> int:
     config = load(args.config)
-    previous = reset_pair_setup_attempts(config.data_dir)
-    before = "an unreadable count" if previous is None else f"{previous} failed attempt(s)"
-    print(f"Pair-setup unlocked: the counter went from {before} to 0.")
+    for number in bridge_layout.created(config.data_dir):
+        previous = reset_pair_setup_attempts(bridge_layout.state_dir(config.data_dir, number))
+        before = "an unreadable count" if previous is None else f"{previous} failed attempt(s)"
+        which = "" if number == bridge_layout.FIRST else f" of bridge {number}"
+        print(f"Pair-setup{which} unlocked: the counter went from {before} to 0.")
     return 0
 
 

@@ -80,6 +80,25 @@ def device_id(value: Any) -> str:
     return text
 
 
+def instance_name(value: Any) -> str:
+    """The level naming this process's own topics, `<base>/bridge/<instance>/...`."""
+    text = topic_level(value)
+    if text in const.BRIDGE_WORDS:
+        raise vol.Invalid(f"{text!r} is a topic word of the bridge's own; choose another name")
+    return text
+
+
+def device_pattern(value: Any) -> str:
+    """A device-id glob of `device_filter`: `*` any characters, `?` one, `[ab]` one of."""
+    text = str(value)
+    if not text or any(c in text for c in "/+#\x00"):
+        raise vol.Invalid(
+            f"{text!r}: a pattern matches device ids (one topic level), such as kitchen_*; "
+            "use * and ?, not / + or #"
+        )
+    return text
+
+
 def whole_number(value: Any) -> int:
     """An integer as written (`1883`, `"1883"`); `1883.5` or `true` is refused, not cut."""
     if isinstance(value, int) and not isinstance(value, bool):
@@ -98,11 +117,13 @@ SECTIONS = (
     "timing",
     "controller",
     "homeassistant",
+    "device_filter",
 )
 PORT = vol.All(whole_number, vol.Range(min=1, max=65535))
 #: Silence before "No Response" or removal: shorter than a second is a typo, not a policy.
 SILENCE = duration(1.0, never=True)
 COMMAND_TOPIC = vol.In([COMMAND_TOPIC_SET, COMMAND_TOPIC_SAME])
+BRIDGE_NUMBER = vol.All(whole_number, vol.Range(min=1, max=const.MAX_HAP_BRIDGES))
 
 DEVICE_OPTIONS = vol.All(
     {
@@ -111,6 +132,7 @@ DEVICE_OPTIONS = vol.All(
         vol.Optional("retain_commands"): bool,
         vol.Optional("expire_after"): SILENCE,
         vol.Optional("remove_after"): SILENCE,
+        vol.Optional("bridge"): BRIDGE_NUMBER,
         **mapping_config.DEVICE_KEYS,
     },
     mapping_config.with_mapping,
@@ -120,6 +142,7 @@ SCHEMA = vol.Schema(
     {
         vol.Optional("base_topic", default=const.DEFAULT_BASE_TOPIC): topic_level,
         vol.Optional("data_dir", default="./data"): str,
+        vol.Optional("instance"): instance_name,
         vol.Optional("log_level", default="info"): vol.All(
             str, vol.Lower, vol.In(["debug", "info", "warning", "error"])
         ),
@@ -153,6 +176,7 @@ SCHEMA = vol.Schema(
             vol.Optional("advertised_address"): str,
             vol.Optional("port", default=51826): PORT,
             vol.Optional("setup_code"): setup_code,
+            vol.Optional("bridges", default=const.DEFAULT_HAP_BRIDGES): BRIDGE_NUMBER,
         },
         vol.Optional("zeroconf", default={}): {
             vol.Optional("interfaces"): vol.Any(None, [str]),
@@ -165,6 +189,10 @@ SCHEMA = vol.Schema(
             vol.Optional("remove_after", default=None): SILENCE,
         },
         vol.Optional("devices", default={}): vol.Schema({device_id: DEVICE_OPTIONS}),
+        vol.Optional("device_filter", default={}): {
+            vol.Optional("include", default=[]): [device_pattern],
+            vol.Optional("exclude", default=[]): [device_pattern],
+        },
         vol.Optional("controller", default={}): CONTROLLER_SCHEMA,
         **mapping_config.TOP_LEVEL_KEYS,
         # Tuning; the defaults are the documented behaviour, tests shorten them.
@@ -220,6 +248,8 @@ class HomeKitConfig:
     advertised_address: str | None = None
     port: int = 51826
     setup_code: str | None = field(default=None, repr=False)
+    #: Most HAP bridges that may open; bridge n serves on `port + n - 1`.
+    bridges: int = const.DEFAULT_HAP_BRIDGES
 
 
 @dataclass(frozen=True)
@@ -237,6 +267,17 @@ class DeviceOptions:
     remove_after: float | None = None
     #: Its own topics and payloads (docs/mapping.md); None: our topic layout.
     mapping: mapping_config.DeviceMapping | None = None
+    #: The HAP bridge it must be shown on; None: where it was placed (and stays).
+    bridge: int | None = None
+
+
+@dataclass(frozen=True)
+class DeviceFilter:
+    """Which MQTT device ids this process shows (`device_filter`): those matching an
+    `include` pattern (every id when there is none) and no `exclude` pattern."""
+
+    include: tuple[str, ...] = ()
+    exclude: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -261,6 +302,14 @@ class Config:
     timing: Timing = Timing()
     controller: ControllerSettings = field(default_factory=ControllerSettings)
     sources: tuple[str, ...] = mapping_config.DEFAULT_SOURCES
+    device_filter: DeviceFilter = DeviceFilter()
+    #: Names this process's own topics `<base>/bridge/<instance>/...` (None: `<base>/bridge/`).
+    instance: str | None = None
+
+    @property
+    def bridge_levels(self) -> tuple[str, ...]:
+        """The topic levels after `<base>/bridge/` that are this process's own."""
+        return () if self.instance is None else (self.instance,)
 
     def device_options(self, device_id: str) -> DeviceOptions:
         return self.devices.get(device_id, self.defaults)
@@ -403,6 +452,19 @@ def _build(data: dict[str, Any], source: str, base_dir: Path | None) -> Config:
     if base_dir is None:
         base_dir = Path(source).parent if source.endswith((".yaml", ".yml")) else Path()
     data_dir = Path(data["data_dir"])
+    bridges = data["homekit"]["bridges"]
+    for device_id, options in data["devices"].items():
+        if options.get("bridge", 1) > bridges:
+            raise ConfigError(
+                f"{source}: devices.{device_id}.bridge: {options['bridge']} is above "
+                f"homekit.bridges ({bridges})"
+            )
+    if data["homekit"]["port"] + bridges - 1 > 65535:
+        raise ConfigError(
+            f"{source}: homekit.bridges: bridge {bridges} would serve on port "
+            f"{data['homekit']['port'] + bridges - 1}, above 65535; lower homekit.port"
+        )
+    device_filter = data["device_filter"]
     return Config(
         base_topic=data["base_topic"],
         data_dir=data_dir if data_dir.is_absolute() else base_dir / data_dir,
@@ -416,6 +478,10 @@ def _build(data: dict[str, Any], source: str, base_dir: Path | None) -> Config:
         timing=Timing(**data["timing"]),
         controller=ControllerSettings(**data["controller"]),
         sources=tuple(dict.fromkeys(data["sources"])),
+        device_filter=DeviceFilter(
+            tuple(device_filter["include"]), tuple(device_filter["exclude"])
+        ),
+        instance=data.get("instance"),
     )
 
 

@@ -28,6 +28,10 @@ BRIDGE_DEVICES: Final = "devices"  # retained JSON catalogue of every device
 BRIDGE_EVENT: Final = "event"  # JSON errors and notices a user must see
 BRIDGE_REQUEST: Final = "request"  # request/<action>, JSON body
 BRIDGE_RESPONSE: Final = "response"  # response/<action>, transaction echoed
+#: The words above: an `instance` name (`<base>/bridge/<instance>/...`) may not be one.
+BRIDGE_WORDS: Final = frozenset(
+    {BRIDGE_STATE, BRIDGE_INFO, BRIDGE_DEVICES, BRIDGE_EVENT, BRIDGE_REQUEST, BRIDGE_RESPONSE}
+)
 
 #: Where an accessory-side device comes from: our own topic layout (the default source).
 SOURCE_HOMEKIT_TOPICS: Final = "homekit_topics"
@@ -59,6 +63,12 @@ MAX_DEVICE_ID_LENGTH: Final = 64
 MAX_SERVICE_INDEX: Final = 16
 #: HAP allows 150 accessories per bridge, the bridge itself being one of them.
 MAX_BRIDGED_ACCESSORIES: Final = 149
+#: HAP bridges one process may open (`homekit.bridges`): 1,000 devices fit on 7 (1,043
+#: places), and anyone who may publish can invent devices, so no more ports, mDNS records
+#: and pairings than that open unless the owner raises it.
+DEFAULT_HAP_BRIDGES: Final = 7
+#: Highest `homekit.bridges`: ports and pairings beyond this are a typo, not a home.
+MAX_HAP_BRIDGES: Final = 64
 
 #: Apple's ADK pace: at most about one event per characteristic per second in a storm.
 DEFAULT_EVENT_WINDOW: Final = 1.0

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .config import Config, load
 from .errors import ConfigError
+from .exposer import bridge_layout
 from .instance_lock import DataDirInUseError, check_free
 from .interfaces import ipv4_addresses, is_ip_address
 
@@ -56,9 +57,13 @@ def check_for_run(config: Config, source: str) -> Config:
     )
     problems += _data_dir_problems(config.data_dir)
     if not problems:  # a port check on an address that does not parse says nothing new
-        port_problem = listen_problem(address, homekit.port)
-        if port_problem is not None:
-            problems.append(port_problem)
+        # Bridge 1, and every other bridge an earlier run opened: they open at start.
+        for number in bridge_layout.created(config.data_dir):
+            if number > homekit.bridges:
+                continue
+            port_problem = listen_problem(address, bridge_layout.port(homekit.port, number))
+            if port_problem is not None:
+                problems.append(bridge_layout.port_problem(number, port_problem))
     _raise(source, problems)
     return config
 

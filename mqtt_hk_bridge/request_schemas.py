@@ -13,6 +13,7 @@ from typing import Any, Final
 
 import voluptuous as vol
 
+from . import const
 from .config import COMMAND_TOPIC_SAME, COMMAND_TOPIC_SET
 
 #: The field every request may carry, echoed in its response.
@@ -20,7 +21,7 @@ TRANSACTION: Final = "transaction"
 #: Longest `timeout` a request may ask for: an answer later than this is no answer.
 MAX_REQUEST_WAIT = 60.0
 #: Per-device options a `device/options` request may set (and `reset`).
-DEVICE_OPTION_KEYS: Final = ("expire_after", "command_topic", "retain_commands")
+DEVICE_OPTION_KEYS: Final = ("expire_after", "command_topic", "retain_commands", "bridge")
 MAX_SHOWN_FIELD = 64
 
 
@@ -69,6 +70,14 @@ def _command_topic(value: Any) -> str:
     return str(value)
 
 
+def _bridge_number(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise vol.Invalid("must be a bridge number (1, 2, ...)")
+    if not 1 <= value <= const.MAX_HAP_BRIDGES:
+        raise vol.Invalid(f"must be between 1 and {const.MAX_HAP_BRIDGES}")
+    return value
+
+
 def _option_names(value: Any) -> list[str]:
     if not isinstance(value, list) or not all(item in DEVICE_OPTION_KEYS for item in value):
         raise vol.Invalid(f"must be a list of option names ({', '.join(DEVICE_OPTION_KEYS)})")
@@ -103,6 +112,7 @@ SCHEMAS: Final[Mapping[str, vol.Schema]] = {
             vol.Optional("expire_after"): _expire_after,
             vol.Optional("command_topic"): _command_topic,
             vol.Optional("retain_commands"): _flag,
+            vol.Optional("bridge"): _bridge_number,
             vol.Optional("reset"): _option_names,
         }
     ),

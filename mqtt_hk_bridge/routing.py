@@ -39,8 +39,10 @@ class _Owner:
 
 
 class Router:
-    def __init__(self, base_topic: str) -> None:
+    def __init__(self, base_topic: str, bridge_levels: tuple[str, ...] = ()) -> None:
         self._base = base_topic
+        #: `<base>/bridge/<these>/request/...` are this process's requests (its `instance`).
+        self._request_prefix = (*bridge_levels, const.BRIDGE_REQUEST)
         self._api: BridgeApi | None = None
         self._owners: list[_Owner] = []
         self._fallback: DeviceHandler | None = None
@@ -95,9 +97,9 @@ class Router:
             self._reject(message.topic, err)
             return
         if isinstance(parsed, topics.BridgeTopic):
-            path = parsed.path
-            if self._api is not None and len(path) >= 2 and path[0] == const.BRIDGE_REQUEST:
-                self._api.handle_request("/".join(path[1:]), message.payload)
+            path, prefix = parsed.path, self._request_prefix
+            if self._api is not None and len(path) > len(prefix) and path[: len(prefix)] == prefix:
+                self._api.handle_request("/".join(path[len(prefix) :]), message.payload)
             return
         for owner in self._owners:
             if owner.owns(parsed.device_id):

@@ -132,10 +132,18 @@ class DeviceOptionsRequest:
         for key in reset:
             if key in changes:
                 raise RequestInvalid(f"field {key!r}: both set and reset", key)
+        bridge = changes.get("bridge")
+        if bridge is not None:
+            try:
+                self._devices.check_move(device_id, bridge)
+            except BridgeError as err:
+                raise RequestInvalid(f"field 'bridge': {err}; nothing changed", "bridge") from None
         if changes or reset:
             self._options.update(device_id, changes, reset)
             _LOGGER.info("Options of %s: %s set, %s reset", device_id, changes, reset)
             self._devices.availability_changed(device_id)  # expire_after holds from now
+            if bridge is not None:
+                self._devices.place_again(device_id)  # a move; a reset moves nobody
         effective = self._config.device_options(device_id)
         return {
             "id": device_id,

@@ -19,8 +19,11 @@ from ..config import Config
 from ..errors import BridgeError
 from ..mqtt.payloads import HapValue
 from ..mqtt.topics import CharKey
+from . import bridge_layout
+from .bridge_assignments import NoRoom
+from .device_filter import device_filter
 from .device_store import DeviceStore
-from .hap_bridge import HapBridge
+from .hap_bridges import HapBridges
 from .notify import Pace, pace_of
 from .registry import Change, Device, Registry
 
@@ -63,13 +66,15 @@ class ExposedDevices:
         *,
         config: Config,
         store: DeviceStore,
-        hap: HapBridge,
+        bridges: HapBridges,
         catalogue_changed: Callable[[], None],
         event: Callable[..., None],
     ) -> None:
         self._config = config
         self._store = store
-        self.hap = hap
+        self.bridges = bridges
+        #: Whether this process shows a device id at all (`device_filter`).
+        self.takes = device_filter(config.device_filter)
         self._catalogue_changed = catalogue_changed
         self._event = event
         #: Devices the Home app cannot be shown yet: saving their ids failed (disk full, out
@@ -77,6 +82,9 @@ class ExposedDevices:
         self._unshown: set[str] = set()
         self._retry: asyncio.TimerHandle | None = None
         self._retry_delay = SHOW_RETRY_MIN
+        #: Devices with services that no bridge may take now (told once each); tried again
+        #: when a device leaves a bridge.
+        self._no_room: set[str] = set()
         self._limit_reported = -LIMIT_REPORT_INTERVAL
         self._sources: dict[str, DeviceSource] = {}
         #: Device ids a source defines (a mapping, a discovery config): no other may report them.
@@ -99,14 +107,18 @@ class ExposedDevices:
 
     def forget_devices_of_sources_off(self) -> None:
         """At start-up, once every source is added: remembered devices whose source is
-        off leave the bridge (their aids stay reserved for when they come back)."""
+        off, or that `device_filter` leaves out, leave the bridge (their aids stay
+        reserved for when they come back)."""
         for device in list(self.registry.devices.values()):
             if device.source not in self._sources:
-                _LOGGER.info(
-                    "%s came from %s, which is off; not shown", device.device_id, device.source
-                )
-                self.registry.remove(device.device_id)
-                self._store.changed()
+                why = f"came from {device.source}, which is off"
+            elif not self.takes(device.device_id):
+                why = "is left out by device_filter"
+            else:
+                continue
+            _LOGGER.info("%s %s; not shown", device.device_id, why)
+            self.registry.remove(device.device_id)
+            self._store.changed()
 
     def claim(self, device_id: str, source: str) -> None:
         """`source` defines the device: from now on no other source may report it. A
@@ -160,8 +172,14 @@ class ExposedDevices:
             self._structure_changed(device_id)
 
     def show_known(self) -> None:
-        """At start-up: every device remembered from the last run, before HAP is served."""
-        for device in list(self.registry.devices.values()):
+        """At start-up: every device remembered from the last run, before HAP is served.
+        Those with a bridge go first, so a device new to the bridges cannot take the place
+        of one that has it."""
+        devices = sorted(
+            self.registry.devices.values(),
+            key=lambda device: self.bridges.assigned(device.device_id) is None,
+        )
+        for device in devices:
             self._show(device)
 
     # -- what sources report ------------------------------------------------------------
@@ -181,17 +199,16 @@ class ExposedDevices:
         if key.service_key in services:
             return
         if device is None and key.service == const.INFO_SERVICE:
-            waiting = len(self.registry.devices) - self.hap.bridged_count
+            waiting = len(self.registry.devices) - self.bridges.bridged_count
             if waiting >= MAX_WAITING_DEVICES:
                 # Anyone may publish: what the bridge remembers for them must be bounded.
                 self._report_waiting_limit(waiting, device_id)
                 raise WaitingLimitReached(device_id)
         # Information alone does not make an accessory; its first real service does.
-        if key.service != const.INFO_SERVICE and not self.hap.has_room_for(device_id):
-            raise BridgeError(
-                f"the bridge already shows {self.hap.bridged_count} accessories, the most "
-                "HomeKit allows on one bridge; device not added"
-            )
+        if key.service != const.INFO_SERVICE and not self.bridges.shows(device_id):
+            problem = self.bridges.room_problem(device_id)
+            if problem is not None:
+                raise BridgeError(problem)
         if len(services) >= MAX_SERVICES_PER_DEVICE:
             raise BridgeError(f"{device_id} already has {MAX_SERVICES_PER_DEVICE} services")
 
@@ -243,7 +260,7 @@ class ExposedDevices:
             self._structure_changed(device_id)
         else:
             for key, value, pace in events:
-                self.hap.set_value(device_id, key, value, pace)
+                self.bridges.set_value(device_id, key, value, pace)
         if not was_available and self.available(device_id):
             self.availability_changed(device_id)
 
@@ -259,18 +276,20 @@ class ExposedDevices:
             self.availability_changed(device_id)
 
     def _structure_changed(self, device_id: str) -> None:
-        shown_before = self.hap.shows(device_id)
+        shown_before = self.bridges.shows(device_id)
         device = self.registry.devices.get(device_id)
         if device is None:
             self._hide(device_id)
         else:
             self._show(device)
-        aid = self.hap.aid(device_id)
+        aid = self.bridges.aid(device_id)
+        number = self.bridges.bridge_of(device_id)
         if aid is not None and device is not None:
             _LOGGER.info(
-                "MQTT device %s %s the bridge as %r (aid %d): %s",
+                "MQTT device %s %s %s as %r (aid %d): %s",
                 device_id,
                 "changed on" if shown_before else "added to",
+                "the bridge" if number == bridge_layout.FIRST else f"bridge {number}",
                 self.display_name(device),
                 aid,
                 ", ".join(str(key) for key in device.exposed_services),
@@ -292,20 +311,64 @@ class ExposedDevices:
             self._hide(device_id)
             return
         try:
-            self.hap.show(
+            left = self.bridges.show(
                 device,
                 name=self.display_name(device),
                 available=lambda: self.available(device_id),
             )
+        except NoRoom as err:
+            self._hide(device_id)
+            self._wait_for_room(device_id, err)
+            return
         except OSError as err:
             self._show_failed(device_id, err)
             return
+        waited = device_id in self._no_room
+        self._no_room.discard(device_id)
+        number = self.bridges.bridge_of(device_id)
+        if left is not None:
+            _LOGGER.info(
+                "MQTT device %s moved from bridge %d to bridge %d (aid %s there): the Home app "
+                "shows it as a new accessory of bridge %d",
+                device_id,
+                left,
+                number,
+                self.bridges.aid(device_id),
+                number,
+            )
+        pinned = self._config.device_options(device_id).bridge
+        if pinned is not None and pinned != number:
+            self._event(
+                "device_not_moved",
+                f"{device_id} stays on bridge {number}: bridge {pinned}, which its `bridge` "
+                f"option names, has no room",
+                device=device_id,
+            )
         self._shown_availability[device_id] = self.available(device_id)
-        if device_id in self._unshown:
+        if device_id in self._unshown or waited:
             self._unshown.discard(device_id)
             self._event(
                 "device_shown", f"{device_id} is shown in the Home app now", device=device_id
             )
+
+    def _wait_for_room(self, device_id: str, err: NoRoom) -> None:
+        """No bridge may take the device now: say so once; it is tried again when another
+        device leaves a bridge."""
+        if device_id not in self._no_room:
+            self._no_room.add(device_id)
+            self._event(
+                "device_not_shown",
+                f"{device_id} cannot be shown in the Home app yet: {err}",
+                device=device_id,
+            )
+
+    def _room_freed(self) -> None:
+        for device_id in sorted(self._no_room):
+            device = self.registry.devices.get(device_id)
+            if device is None:
+                self._no_room.discard(device_id)
+            elif not self.bridges.shows(device_id):
+                self._structure_changed(device_id)
 
     def _show_failed(self, device_id: str, err: OSError) -> None:
         """The registry holds the device but the Home app does not show it: say so once and
@@ -339,7 +402,10 @@ class ExposedDevices:
             self._retry.cancel()
 
     def _hide(self, device_id: str) -> None:
-        self.hap.hide(device_id)
+        if self.bridges.shows(device_id):
+            self.bridges.hide(device_id)
+            if self._no_room:
+                asyncio.get_running_loop().call_soon(self._room_freed)
         self._shown_availability.pop(device_id, None)
 
     def home_app_write(self, device_id: str, key: CharKey, value: HapValue) -> None:
@@ -351,10 +417,10 @@ class ExposedDevices:
             # HAP-python has already taken the value; the device never got it.
             previous = self.registry.devices[device_id].value(key)
             if previous is not None:
-                self.hap.restore_value(device_id, key, previous)
+                self.bridges.restore_value(device_id, key, previous)
             raise
         # A device value still held back by the event window is older than this write.
-        self.hap.supersede(device_id, key)
+        self.bridges.supersede(device_id, key)
         self.registry.set_value(device_id, key, value, self.registry.devices[device_id].last_seen)
         self._store.changed()
 
@@ -391,6 +457,16 @@ class ExposedDevices:
         self._store.changed()
         self._structure_changed(device.device_id)
         return cleared
+
+    def check_move(self, device_id: str, number: int) -> None:
+        """Raise BridgeError when the device could not go to bridge `number` now."""
+        self.bridges.check_move(device_id, number)
+
+    def place_again(self, device_id: str) -> None:
+        """Its `bridge` option changed: show it where the option now says (a move)."""
+        device = self.registry.devices.get(device_id)
+        if device is not None:
+            self._structure_changed(device_id)
 
     def rename(self, device: Device, name: str) -> None:
         device.name = name

@@ -133,8 +133,8 @@ class HomeAssistantDiscovery:
         for key in previous:
             del self._announced[key]
         for entity in entities:
-            if _published_by_us(entity):
-                continue
+            if _published_by_us(entity) or not self._devices.takes(entity.device_id):
+                continue  # ours, or another bridge process shows it (device_filter)
             self._announced[entity.key] = self._announce(entity)
             affected.add(entity.device_id)
         self._rebuild(affected)

@@ -1,6 +1,7 @@
 """One HAP bridge as the Home app sees it: its driver, its bridged accessories, their ids,
 its setup code and its state files. It knows nothing of MQTT: it shows the devices it is
-given and hands Home-app writes to `on_write`.
+given and hands Home-app writes to `on_write`. A process may run several (`HapBridges`);
+bridge n's port, name and folder follow `bridge_layout`.
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from ..config import HomeKitConfig
 from ..homekit.catalog import Catalog
 from ..mqtt.payloads import HapValue
 from ..mqtt.topics import CharKey
+from ..store import ensure_private_dir
+from . import bridge_layout
 from .bridge import MqttAccessory, MqttBridge, WriteHandler, build_accessory, show_value
 from .hap_adapter import BridgeDriver
 from .ids import IdStore
@@ -35,6 +38,7 @@ class HapBridge:
     def __init__(
         self,
         *,
+        number: int = bridge_layout.FIRST,
         homekit: HomeKitConfig,
         data_dir: Path,
         zeroconf: AsyncZeroconf,
@@ -44,26 +48,30 @@ class HapBridge:
         config_debounce: float,
         on_write: WriteHandler,
     ) -> None:
-        self._data_dir = data_dir
+        self.number = number
+        self.name = bridge_layout.name(homekit.name, number)
+        self.port = bridge_layout.port(homekit.port, number)
+        self._state_dir = bridge_layout.state_dir(data_dir, number)
+        ensure_private_dir(self._state_dir)
         self._catalog = catalog
         self._config_debounce = config_debounce
         self._on_write = on_write
-        self._ids = IdStore(data_dir / "accessory-ids.json")
-        self.setup = load_setup(data_dir / "setup.json", homekit.setup_code)
+        self._ids = IdStore(self._state_dir / "accessory-ids.json")
+        self.setup = load_setup(self._state_dir / "setup.json", homekit.setup_code)
         listen_all = homekit.address in ("0.0.0.0", "::")  # noqa: S104
         self.driver = BridgeDriver(
-            state_path=data_dir / const.HAP_STATE_FILE,
+            state_path=self._state_dir / const.HAP_STATE_FILE,
             catalog=catalog,
             loop=asyncio.get_running_loop(),
             address=None if listen_all else homekit.address,
             listen_address=homekit.address,
             advertised_address=homekit.advertised_address,
-            port=homekit.port,
+            port=self.port,
             pincode=self.setup.code.encode("ascii"),
             zeroconf=zeroconf,
         )
         self.driver.state.setup_id = self.setup.setup_id
-        self.bridge = MqttBridge(self.driver, homekit.name, self._show_setup_code)
+        self.bridge = MqttBridge(self.driver, self.name, self._show_setup_code)
         self.bridge.set_info_service(
             firmware_revision=version,
             manufacturer="mqtt-hk-bridge",
@@ -74,6 +82,7 @@ class HapBridge:
         self._pacer = EventPacer(self._send_event, event_window)
         self._accessories: dict[str, MqttAccessory] = {}
         self._config_pending: asyncio.TimerHandle | None = None
+        self._serving = False
 
     # -- life cycle ---------------------------------------------------------------------
 
@@ -83,13 +92,16 @@ class HapBridge:
     async def start(self) -> None:
         """Serve HAP and advertise it, with every accessory shown so far already in it."""
         await self.driver.async_start()
+        self._serving = True
 
     async def stop(self) -> None:
         self._pacer.close()
         if self._config_pending is not None:
             self._config_pending.cancel()
             self.driver.refresh_config()
-        await self.driver.async_stop()
+        if self._serving:  # a bridge opened just before stopping may never have served
+            self._serving = False
+            await self.driver.async_stop()
 
     @property
     def paired(self) -> bool:
@@ -114,21 +126,28 @@ class HapBridge:
     def bridged_count(self) -> int:
         return len(self.bridge.accessories)
 
+    @property
+    def setup_uri(self) -> str:
+        """The X-HM:// URI the Home app scans: it holds the setup code, so it is shown only
+        where the code may be (never logged)."""
+        return str(self.bridge.xhm_uri())
+
     def _show_setup_code(self) -> None:
         """Unpaired: the setup code, its X-HM:// URI and a QR code, on the terminal and as PNG.
 
         Printed, not logged: the code must not end up in log collectors.
         """
-        uri = self.bridge.xhm_uri()
+        uri = self.setup_uri
         qr = pyqrcode.create(uri)
-        png = self._data_dir / SETUP_QR_FILE
+        png = self._state_dir / SETUP_QR_FILE
         try:
             qr.png(str(png), scale=8)
             png.chmod(0o600)
         except OSError as err:
             _LOGGER.warning("Could not write %s: %s", png, err)
         print(
-            f"\nHomeKit setup code: {self.setup.code}\nSetup URI: {uri}\n"
+            f"\nHomeKit bridge {self.name!r} on port {self.port}\n"
+            f"HomeKit setup code: {self.setup.code}\nSetup URI: {uri}\n"
             f"{qr.terminal(quiet_zone=2)}\nQR code also saved as {png}\n",
             flush=True,
         )
@@ -142,9 +161,9 @@ class HapBridge:
         accessory = self._accessories.get(device_id)
         return accessory.aid if accessory is not None else None
 
-    def has_room_for(self, device_id: str) -> bool:
-        """Whether the device is shown or one more accessory fits (HomeKit: 149 bridged)."""
-        return self.shows(device_id) or len(self._accessories) < const.MAX_BRIDGED_ACCESSORIES
+    def knows(self, device_id: str) -> bool:
+        """Whether the device has an aid on this bridge (shown now or before)."""
+        return self._ids.known_aid(device_id) is not None
 
     def show(self, device: Device, *, name: str, available: Callable[[], bool]) -> None:
         """Build (or rebuild) the device's accessory. The ids it takes are saved before any

@@ -38,7 +38,7 @@ class IdStore:
     """
 
     def __init__(self, path: Path) -> None:
-        self._store = JsonStore(path, _validate)
+        self._store = JsonStore(path, _validate, compact=True)
         data = self._store.load() or {"next_aid": FIRST_BRIDGED_AID, "devices": {}}
         self._next_aid: int = data["next_aid"]
         self._devices: dict[str, dict[str, Any]] = data["devices"]

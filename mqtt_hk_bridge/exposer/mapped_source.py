@@ -143,7 +143,7 @@ def bind_mapped_devices(
     mapped = {
         device_id: options.mapping
         for device_id, options in config.devices.items()
-        if options.mapping is not None
+        if options.mapping is not None and devices.takes(device_id)
     }
     for device in list(devices.registry.devices.values()):
         if device.source == const.SOURCE_MAPPED and device.device_id not in mapped:

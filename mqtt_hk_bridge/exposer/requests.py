@@ -46,6 +46,7 @@ class DeviceRequests:
                     "origin": const.ORIGIN_MQTT,
                     "name": extra["id"],
                     "aid": None,
+                    "bridge": None,
                     **extra,
                 }
             elif "unmapped" in extra:
@@ -77,9 +78,10 @@ class DeviceRequests:
             origin=const.ORIGIN_MQTT,
             source=device.source,
             name=self._devices.display_name(device),
-            aid=self._devices.hap.aid(device.device_id),
+            aid=self._devices.bridges.aid(device.device_id),
             available=self._devices.available(device.device_id),
             services=services,
+            bridge=self._devices.bridges.bridge_of(device.device_id),
             **({"mapping": mapping} if mapping is not None else {}),
         )
 

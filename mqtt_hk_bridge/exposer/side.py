@@ -1,10 +1,11 @@
 """The accessory side: MQTT devices -> bridged accessories in Apple Home, and back.
 
-Its parts, each with one job: `HapBridge` (the HAP bridge, its accessories and state
-files), `DeviceStore` (what the devices said, on disk), `ExposedDevices` (keeps the two in
-step), the sources (`HomeKitTopicsSource`: our topic layout in and out; `MappedSource`:
-devices mapped in bridge.yaml; `HomeAssistantDiscovery`: discovered devices; the last two
-run on `BoundDevices`), `AvailabilityWatch` (expiry and removal of silent devices) and
+Its parts, each with one job: `HapBridges` (the HAP bridges, each a `HapBridge` with its
+accessories and state files, and which device each shows), `DeviceStore` (what the devices
+said, on disk), `ExposedDevices` (keeps the two in step), the sources
+(`HomeKitTopicsSource`: our topic layout in and out; `MappedSource`: devices mapped in
+bridge.yaml; `HomeAssistantDiscovery`: discovered devices; the last two run on
+`BoundDevices`), `AvailabilityWatch` (expiry and removal of silent devices) and
 `DeviceRequests` (the bridge API). This module builds them and runs them.
 """
 
@@ -28,7 +29,7 @@ from .device_options import OPTIONS_FILE, DeviceOptionsRequest, LiveDeviceOption
 from .device_store import DeviceStore
 from .devices import ExposedDevices
 from .discovery_source import HomeAssistantDiscovery
-from .hap_bridge import HapBridge
+from .hap_bridges import HapBridges
 from .mapped_source import bind_mapped_devices
 from .requests import DeviceRequests
 from .topics_input import HomeKitTopicsSource
@@ -52,7 +53,7 @@ class ExposerSide:
         self.options = LiveDeviceOptions(config, config.data_dir / OPTIONS_FILE)
         config = dataclasses.replace(config, devices=self.options)
         self._store = DeviceStore(config.data_dir, config.timing.state_flush_interval)
-        self.hap = HapBridge(
+        self.bridges = HapBridges(
             homekit=config.homekit,
             data_dir=config.data_dir,
             zeroconf=zeroconf,
@@ -63,11 +64,13 @@ class ExposerSide:
             on_write=lambda device_id, key, value: self.devices.home_app_write(
                 device_id, key, value
             ),
+            pinned=lambda device_id: config.device_options(device_id).bridge,
+            event=api.event,
         )
         self.devices = ExposedDevices(
             config=config,
             store=self._store,
-            hap=self.hap,
+            bridges=self.bridges,
             catalogue_changed=api.catalogue_changed,
             event=api.event,
         )
@@ -110,8 +113,8 @@ class ExposerSide:
         self.devices.show_known()
 
     async def start(self) -> None:
-        """Publish the bridge over HAP and mDNS, with every known accessory already in it."""
-        await self.hap.start()
+        """Publish the bridges over HAP and mDNS, with every known accessory already in them."""
+        await self.bridges.start()
         self._loops.spawn(self._store.run(), name="flush-values")
         self._loops.spawn(self._availability.run(), name="expire-devices")
 
@@ -121,4 +124,4 @@ class ExposerSide:
         await self._loops.cancel()
         self.devices.close()
         self._store.flush()
-        await self.hap.stop()
+        await self.bridges.stop()

@@ -49,6 +49,8 @@ class HomeKitTopicsSource:
     def handle(
         self, parsed: StateTopic | AvailabilityTopic | CommandTopic, message: IncomingMessage
     ) -> None:
+        if not self._devices.takes(parsed.device_id):
+            return  # another bridge process shows it (device_filter)
         if isinstance(parsed, StateTopic):
             self._state(parsed, message)
         elif isinstance(parsed, AvailabilityTopic):

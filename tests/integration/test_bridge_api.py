@@ -5,6 +5,7 @@ each action, and each malformed form refused with the field named and nothing ch
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -138,7 +139,12 @@ async def test_device_options_take_effect_and_survive_a_restart(
     answer = await request(probe, "device/options", {"id": "esp", "expire_after": 1})
     assert answer["data"] == {
         "id": "esp",
-        "options": {"expire_after": 1.0, "command_topic": "set", "retain_commands": False},
+        "options": {
+            "expire_after": 1.0,
+            "command_topic": "set",
+            "retain_commands": False,
+            "bridge": None,
+        },
         "set_by_request": {"expire_after": 1.0},
         "set_in_config": [],
     }
@@ -172,13 +178,10 @@ async def test_device_options_take_effect_and_survive_a_restart(
         on = char_of(accessories, aid, "49", "25")["iid"]
         await probe.publish("HomeKit/esp/Switch/On", "0")  # available again for the write
         await catalogue_entry(probe, "esp", lambda entry: entry["available"])
-        before = len(probe.messages_on("HomeKit/esp/Switch/On"))
+        written = time.monotonic()  # the probe's own earlier "1" must not count
         await home.put([(aid, on, True)])
-        await wait_for(
-            lambda: (
-                b"1" in [m.payload for m in probe.messages_on("HomeKit/esp/Switch/On")[before:]]
-            ),
-            message="the write on the state topic",
+        await probe.wait_message(
+            "HomeKit/esp/Switch/On", lambda m: m.payload == b"1" and m.at > written
         )
         assert not probe.messages_on("HomeKit/esp/Switch/On/set")
         async with MqttProbe(probe.host, probe.port) as late:  # and it is retained

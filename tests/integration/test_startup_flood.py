@@ -1,11 +1,13 @@
 """A start-up flood of retained topics: more than a broker queues
-per client at QoS 1, the 149-accessory limit of one HAP bridge, and a restart that must
+per client at QoS 1, the 149-accessory limit of one HAP bridge when `homekit.bridges` allows
+no second one (the device left out waits until there is room), and a restart that must
 change nothing."""
 
 from __future__ import annotations
 
 import json
 
+from tests.support.bridge_api import request
 from tests.support.bridge_process import BridgeProcess, settled_config_number
 from tests.support.hap_client import HapClient
 from tests.support.mosquitto import Mosquitto, MqttProbe
@@ -41,7 +43,7 @@ async def test_a_flood_of_retained_topics_loses_nothing_and_stops_at_149(
                 )
     async with MqttProbe(mosquitto.host, mosquitto.port) as probe:
         await probe.subscribe("HomeKit/bridge/#")
-        bridge: BridgeProcess = make_bridge()
+        bridge: BridgeProcess = make_bridge(homekit={"bridges": 1})
 
         def complete(message) -> bool:
             devices = json.loads(message.payload)
@@ -54,6 +56,7 @@ async def test_a_flood_of_retained_topics_loses_nothing_and_stops_at_149(
             "HomeKit/bridge/event", lambda m: b"the most HomeKit allows" in m.payload
         )
     assert len(refused.payload) < 1000
+    assert b"homekit.bridges is 1" in refused.payload
     shown = [d for d in catalogue if d["aid"] is not None]
     assert len(shown) == 149
     [left_out] = [d for d in catalogue if d["aid"] is None]
@@ -77,6 +80,19 @@ async def test_a_flood_of_retained_topics_loses_nothing_and_stops_at_149(
         await home.close()
     assert _ids(again) == _ids(accessories)
     assert await settled_config_number("Test Bridge", bridge.device_id) == config_number
+
+    # The device left out waits: once another leaves, its next value makes it an accessory.
+    async with MqttProbe(mosquitto.host, mosquitto.port) as probe:
+        await probe.subscribe("HomeKit/bridge/#")
+        gone = shown[0]["id"]
+        assert (await request(probe, "device/remove", {"id": gone}))["status"] == "ok"
+        await probe.publish(f"HomeKit/{left_out['id']}/Lightbulb/On", "1", retain=True)
+
+        def joined(message) -> bool:
+            entries = {d["id"]: d for d in json.loads(message.payload)}
+            return entries[left_out["id"]]["aid"] is not None and gone not in entries
+
+        await probe.wait_message("HomeKit/bridge/devices", joined)
 
 
 def _ids(accessories: list[dict]) -> set[tuple[int, int, str]]:

@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from tests.support.wait import free_port, port_accepts
+from tests.support.wait import free_port, free_ports, port_accepts
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SETUP_CODE = "482-91-735"
@@ -32,11 +32,15 @@ class BridgeProcess:
 
     host = "127.0.0.1"
 
-    def __init__(self, directory: Path, mqtt_port: int, **overrides: Any) -> None:
+    def __init__(
+        self, directory: Path, mqtt_port: int, *, hap_ports: int = 1, **overrides: Any
+    ) -> None:
+        """`hap_ports`: how many consecutive HAP ports to keep free (bridge n serves on
+        `hap_port + n - 1`)."""
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
         self.data_dir = self.dir / "data"
-        self.hap_port = free_port()
+        self.hap_port = free_port() if hap_ports == 1 else free_ports(hap_ports)
         self.setup_code = SETUP_CODE
         self.config: dict[str, Any] = {
             "base_topic": "HomeKit",
@@ -149,7 +153,18 @@ class BridgeProcess:
     @property
     def device_id(self) -> str:
         """The HAP device id (pairing id) from the bridge's state file."""
-        state = json.loads((self.data_dir / "homekit-state.json").read_text())
+        return self.device_id_of(1)
+
+    def state_dir(self, number: int) -> Path:
+        """Where HAP bridge `number` keeps its files (docs/configuration.md)."""
+        return self.data_dir if number == 1 else self.data_dir / f"bridge-{number}"
+
+    def port_of(self, number: int) -> int:
+        return self.hap_port + number - 1
+
+    def device_id_of(self, number: int) -> str:
+        """The HAP device id of bridge `number`, from its state file."""
+        state = json.loads((self.state_dir(number) / "homekit-state.json").read_text())
         return str(state["mac"])
 
 

@@ -50,6 +50,28 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def free_ports(count: int) -> int:
+    """The first of `count` consecutive TCP ports on 127.0.0.1 that are free right now (a
+    bridge with several HAP bridges serves on port, port + 1, ...)."""
+    for _ in range(100):
+        first = free_port()
+        if first + count - 1 > 65535:
+            continue
+        sockets: list[socket.socket] = []
+        try:
+            for port in range(first, first + count):
+                sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                sockets.append(sock)
+                sock.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            for sock in sockets:
+                sock.close()
+        return first
+    raise AssertionError(f"found no {count} consecutive free ports")
+
+
 def port_accepts(host: str, port: int, timeout: float = 0.2) -> bool:
     """True when a TCP connect to host:port succeeds."""
     try:

@@ -30,6 +30,21 @@ def test_reset_pair_setup_unlocks_a_locked_bridge(
     assert json.loads((data / "pair-setup-attempts.json").read_text()) == {"failed_attempts": 0}
 
 
+def test_reset_pair_setup_unlocks_every_bridge(
+    config: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = config.parent / "data"
+    (data / "bridge-2").mkdir(parents=True)
+    (data / "bridge-2" / "homekit-state.json").write_text("{}")
+    (data / "bridge-2" / "pair-setup-attempts.json").write_text('{"failed_attempts": 100}')
+    assert main(["reset-pair-setup", "-c", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "Pair-setup unlocked: the counter went from 0 failed attempt(s) to 0." in out
+    assert "Pair-setup of bridge 2 unlocked: the counter went from 100 failed attempt(s)" in out
+    attempts = json.loads((data / "bridge-2" / "pair-setup-attempts.json").read_text())
+    assert attempts == {"failed_attempts": 0}
+
+
 def test_check_config_reports_the_file_and_key(
     config: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
