@@ -100,6 +100,11 @@ def char_info(name: str, raw: Mapping[str, Any]) -> CharInfo:
     )
 
 
+#: HAP's Pairing service (pair-setup, pair-verify, pairings), listed by Thread and Bluetooth
+#: accessories: a protocol channel, not a state to read.
+PAIRING_SERVICE = "Pairing"
+
+
 @dataclass(frozen=True)
 class MirroredChar:
     device_id: str
@@ -214,7 +219,14 @@ class AccessoryMirror:
 
     # ---- values ----------------------------------------------------------------------
     def readable_ids(self) -> list[CharId]:
-        return [char.char_id for char in self.by_id.values() if char.info.readable]
+        """What a full read asks for: every readable value but the pairing procedures'
+        (a Thread or Bluetooth accessory lists its Pairing service; reading Pairings
+        outside a pairing request is refused, and aiohomekit logs a warning each time)."""
+        return [
+            char.char_id
+            for char in self.by_id.values()
+            if char.info.readable and char.key.service != PAIRING_SERVICE
+        ]
 
     def event_ids(self) -> list[CharId]:
         return [char.char_id for char in self.by_id.values() if char.info.notifies]
