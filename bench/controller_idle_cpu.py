@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -82,6 +83,36 @@ def rates(before: list[Usage], after: list[Usage]) -> dict[str, Any]:
         "context_switches_per_s": round(switches / seconds),
         "threads": after[0].threads if len(after) == 1 else None,
     }
+
+
+class MdnsCounter(asyncio.DatagramProtocol):
+    """Counts mDNS datagrams on loopback: every zeroconf on this machine bound to 127.0.0.1
+    (other people's tests too) wakes each of our processes with them."""
+
+    GROUP, PORT = "224.0.0.251", 5353
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.count += 1
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def listening(cls) -> AsyncIterator[MdnsCounter]:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(("", cls.PORT))
+        membership = socket.inet_aton(cls.GROUP) + socket.inet_aton("127.0.0.1")
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, membership)
+        transport, counter = await asyncio.get_running_loop().create_datagram_endpoint(
+            cls, sock=sock
+        )
+        try:
+            yield counter
+        finally:
+            transport.close()
 
 
 # --- the processes ------------------------------------------------------------------------------
@@ -201,6 +232,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             async with (
                 accessories(work, args.accessories) as peers,
                 MqttProbe(broker.host, broker.port) as probe,
+                MdnsCounter.listening() as mdns,
             ):
                 await probe.subscribe(f"{BASE}/bridge/response/#")
                 ready = await host.start()
@@ -219,12 +251,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 await asyncio.sleep(SETTLE_SECONDS)
                 peer_pids = sorted({pid for _, _, pid in peers})
                 load_before, lines_before = os.getloadavg(), log_lines(host.log)
+                mdns_before = mdns.count
                 controller_before = [await host.usage()]
                 peers_before = [usage(pid) for pid in peer_pids]
                 await asyncio.sleep(args.idle)
                 controller_after = [await host.usage()]
                 peers_after = [usage(pid) for pid in peer_pids]
                 load_after, lines_after = os.getloadavg(), log_lines(host.log)
+                mdns_per_s = (mdns.count - mdns_before) / args.idle
                 still_up = len(await pairings_up(probe, len(peers), "end"))
                 await host.stop()  # before the accessories go
         except BaseException:
@@ -244,6 +278,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "still_up_after_idle": still_up,
         "controller_log_lines_while_idle": lines_after - lines_before,
         "load_average_1min": [round(load_before[0], 2), round(load_after[0], 2)],
+        "mdns_datagrams_per_s_on_loopback": round(mdns_per_s, 1),
     }
 
 
@@ -264,7 +299,8 @@ def render(report: dict[str, Any]) -> str:
             f"{a['cpu_ms_per_s']} ms/s, {a['context_switches_per_s']} context switches/s",
             f"controller log lines while idle: {report['controller_log_lines_while_idle']}; "
             f"1-min load average {report['load_average_1min'][0]} -> "
-            f"{report['load_average_1min'][1]}",
+            f"{report['load_average_1min'][1]}; mDNS datagrams on loopback (whole machine): "
+            f"{report['mdns_datagrams_per_s_on_loopback']}/s",
         ]
     )
 
