@@ -34,7 +34,7 @@ from typing import Any
 
 from bench.controller_host import THIS_CHECKOUT
 from bench.controller_latency import machine, pair, request
-from tests.support.accessory_process import AccessoryProcess
+from tests.support.accessory_process import AccessoryProcess, PeerError
 from tests.support.controller_harness import BASE
 from tests.support.mosquitto import Mosquitto, MqttProbe
 
@@ -181,9 +181,16 @@ class LineProcess:
 async def ip_accessories(work: Path, count: int) -> AsyncIterator[list[tuple[str, str, int]]]:
     """`count` HAP-python demo bridges (a light and a sensor each), one process each."""
     peers = [AccessoryProcess(work, name=f"IP Idle {index:03d}") for index in range(count)]
+
+    async def start(peer: AccessoryProcess) -> None:
+        try:
+            await peer.start()
+        except PeerError:  # its free port was taken meanwhile (a shared machine): another
+            await peer.start(port=0)
+
     try:
         for first in range(0, count, IP_START_BATCH):
-            await asyncio.gather(*(p.start() for p in peers[first : first + IP_START_BATCH]))
+            await asyncio.gather(*(start(p) for p in peers[first : first + IP_START_BATCH]))
         yield [(str(p.device_id), p.pin, int(p.pid or 0)) for p in peers]
     finally:
         await asyncio.gather(*(p.stop() for p in peers))
@@ -262,7 +269,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 still_up = len(await pairings_up(probe, len(peers), "end"))
                 await host.stop()  # before the accessories go
         except BaseException:
-            print(f"controller log tail:\n{host.log.read_text()[-3000:]}", file=sys.stderr)
+            if host.log.exists():
+                print(f"controller log tail:\n{host.log.read_text()[-3000:]}", file=sys.stderr)
             raise
         finally:
             await host.stop()
