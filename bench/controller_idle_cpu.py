@@ -68,9 +68,8 @@ def usage(pid: int) -> Usage:
     return Usage(time.monotonic(), (int(fields[11]) + int(fields[12])) / ticks, switches, threads)
 
 
-def rates(before: list[Usage], after: list[Usage]) -> dict[str, Any]:
+def rates(before: list[Usage], after: list[Usage], seconds: float) -> dict[str, Any]:
     """CPU and context switches of a group of processes between two readings."""
-    seconds = after[0].at - before[0].at
     pairs = list(zip(before, after, strict=True))
     cpu = sum(end.cpu_seconds - start.cpu_seconds for start, end in pairs)
     switches = sum(end.context_switches - start.context_switches for start, end in pairs)
@@ -265,6 +264,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 peers_after = [usage(pid) for pid in peer_pids]
                 load_after, lines_after = os.getloadavg(), log_lines(host.log)
                 mdns_per_s = (mdns.count - mdns_before) / args.idle
+                window = controller_after[0].at - controller_before[0].at
                 still_up = await pairings_up(probe, "end")
                 await host.stop()  # before the accessories go
         except BaseException:
@@ -280,8 +280,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "accessories": len(peers),
         "paired_seconds": round(paired_in, 1),
         "all_up_seconds": round(up_in, 1),
-        "controller": rates(controller_before, controller_after),
-        "accessory_processes": rates(peers_before, peers_after),
+        "controller": rates(controller_before, controller_after, window),
+        "accessory_processes": rates(peers_before, peers_after, window),
         "still_up_after_idle": still_up,
         "controller_log_lines_while_idle": lines_after - lines_before,
         "load_average_1min": [round(load_before[0], 2), round(load_after[0], 2)],
