@@ -4,11 +4,11 @@ and how fast it follows a Thread accessory to a new `_hap._udp` address.
     .venv/bin/python -m bench.controller_latency [--samples N] [--moves N] [--json out.json]
 
 A Mosquitto; the bridge's controller side in this process (tests/support/controller_harness.py,
-production timings); the CoAP accessory simulator (tests/peers/coap_accessory.py) on the same
-event loop; a HAP-python accessory in its own process (tests/support/accessory_process.py); an
-MQTT subscriber stamping every publish as it arrives. Both accessories are paired over
-`bridge/request/pair`. Everything on loopback. Figures are reported, never asserted; see
-bench/README.md.
+production timings unless --poll-interval); the CoAP accessory simulator
+(tests/peers/coap_accessory.py) on the same event loop; a HAP-python accessory in its own
+process (tests/support/accessory_process.py); an MQTT subscriber stamping every publish as it
+arrives. Both accessories are paired over `bridge/request/pair`. Everything on loopback.
+Figures are reported, never asserted; see bench/README.md.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ COAP_FIRMWARE, COAP_TEMPERATURE = 7, 66
 IP_SENSOR_AID = 3
 TEMPERATURE = "TemperatureSensor/CurrentTemperature"
 EVENT_TIMEOUT = 5.0  # a publish later than this counts as missed
-#: The issue asks for a moved accessory to be followed within 10 s.
+#: A moved Thread accessory is to be followed within 10 s; a few more and it counts as missed.
 MOVE_TIMEOUT = 15.0
 #: Another loopback IPv6 address without a network namespace (IPv4-mapped 127.0.0.2).
 OTHER_HOST = "::ffff:127.0.0.2"
@@ -55,8 +55,9 @@ OTHER_HOST = "::ffff:127.0.0.2"
 
 def machine() -> dict[str, Any]:
     """The commit and machine (event_latency's meta, without its accessory-side timings)."""
+    everything = meta()
     keys = ("measured_at", "commit", "uncommitted_bridge_changes", "cpus", "python")
-    return {key: meta()[key] for key in keys}
+    return {key: everything[key] for key in keys}
 
 
 # --- the bridge's request API -----------------------------------------------------------------
