@@ -62,8 +62,8 @@ from tests.peers.hap_ble_pdu import (
     Response,
     Status,
     tlv_dict,
-    tlv_encode,
 )
+from tests.peers.tlv8 import Tlv8
 from tests.support.ble_air import (
     ATT_INVALID_HANDLE,
     ATT_READ_NOT_PERMITTED,
@@ -409,7 +409,7 @@ class HapBleAccessory:
             if char.props & Prop.SECURE_READ:
                 return Status.INSUFFICIENT_AUTHENTICATION, None
             return Status.INVALID_REQUEST, None
-        return Status.SUCCESS, tlv_encode([(Param.VALUE, char.encode(char.value))])
+        return Status.SUCCESS, Tlv8.encode([(Param.VALUE, char.encode(char.value))])
 
     def _write(
         self, conn: HapBleConnection, char: HapCharacteristic, body: bytes
@@ -441,14 +441,14 @@ class HapBleAccessory:
             result = char.encode(char.value) if char.props & Prop.SECURE_READ else b""
         if params.get(Param.RETURN_RESPONSE) != b"\x01":
             return Status.SUCCESS, None
-        return Status.SUCCESS, tlv_encode([(Param.VALUE, result)])
+        return Status.SUCCESS, Tlv8.encode([(Param.VALUE, result)])
 
     def _pairing_write(
         self, conn: HapBleConnection, char: HapCharacteristic, value: bytes
     ) -> bytes | None:
         """The response TLV when `char` is a pairing characteristic, else None."""
         if char.uuid == PAIR_SETUP:
-            return tlv_encode(conn.pair_setup.handle(value))
+            return Tlv8.encode(conn.pair_setup.handle(value))
         if char.uuid == PAIR_VERIFY:
             items, verified = conn.pair_verify.handle(value)
             if conn.pair_verify.resume_refused:
@@ -460,13 +460,13 @@ class HapBleAccessory:
                     self.stats.resumed_sessions += 1
                 else:
                     self.stats.full_verifies += 1
-            return tlv_encode(items)
+            return Tlv8.encode(items)
         if char.uuid == PAIRING_PAIRINGS:
             assert conn.controller is not None
             items, removed = PairingsAdmin(self.identity).handle(value, conn.controller)
             if removed:
                 self._forget_controllers(conn, removed)
-            return tlv_encode(items)
+            return Tlv8.encode(items)
         return None
 
     def _forget_controllers(self, conn: HapBleConnection, removed: set[str]) -> None:
@@ -490,7 +490,7 @@ class HapBleAccessory:
             self._broadcast_iids.add(char.iid)
         else:
             self._broadcast_iids.discard(char.iid)
-        return Status.SUCCESS, tlv_encode(
+        return Status.SUCCESS, Tlv8.encode(
             [
                 (CONFIG_PROPERTIES, struct.pack("<H", properties & CONFIG_ENABLE_BROADCAST)),
                 (CONFIG_BROADCAST_INTERVAL, interval),
@@ -511,7 +511,7 @@ class HapBleAccessory:
             self._broadcast_key = broadcast_key(conn.session.shared_secret, conn.controller.ltpk)
         if PROTOCOL_GET_ALL_PARAMS not in params:
             return Status.SUCCESS, None
-        return Status.SUCCESS, tlv_encode(
+        return Status.SUCCESS, Tlv8.encode(
             [
                 (PARAM_STATE_NUMBER, struct.pack("<H", self.gsn)),
                 (PARAM_CONFIG_NUMBER, bytes((self.config_number,))),

@@ -16,7 +16,8 @@ from enum import IntEnum, IntFlag
 from itertools import count
 from typing import Any
 
-from tests.peers.hap_ble_pdu import Param, tlv_encode
+from tests.peers.hap_ble_pdu import Param
+from tests.peers.tlv8 import Tlv8
 from tests.support.ble_air import GattCharacteristic, GattDescriptor, GattService
 
 SERVICE_INSTANCE_ID_UUID = "e604e95d-a759-4817-87d3-aa005083a0d1"
@@ -139,7 +140,7 @@ class HapCharacteristic:
             items.append((Param.VALID_RANGE, self.encode(low) + self.encode(high)))
         if self.step is not None:
             items.append((Param.STEP_VALUE, self.encode(self.step)))
-        return tlv_encode(items)
+        return Tlv8.encode(items)
 
 
 @dataclass
@@ -154,7 +155,7 @@ class HapService:
 
     def signature(self) -> bytes:
         linked = b"".join(struct.pack("<H", service.iid) for service in self.linked)
-        return tlv_encode(
+        return Tlv8.encode(
             [
                 (Param.SERVICE_PROPERTIES, struct.pack("<H", self.props)),
                 (Param.LINKED_SERVICES, linked),

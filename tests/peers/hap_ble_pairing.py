@@ -24,7 +24,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from pyhap.params import get_srp_context
 
 from tests.peers.hap_ble_crypto import AuthTagError, hkdf_sha512, label_nonce, open_sealed, seal
-from tests.peers.hap_ble_pdu import PduError, tlv_dict, tlv_encode
+from tests.peers.hap_ble_pdu import PduError, tlv_dict
+from tests.peers.tlv8 import Tlv8
 
 TlvItems = list[tuple[int, bytes]]
 
@@ -242,7 +243,7 @@ class PairSetup:
         )
         accessory_id = self._identity.device_id.encode()
         accessory_info = accessory_x + accessory_id + self._identity.ltpk
-        sub_response = tlv_encode(
+        sub_response = Tlv8.encode(
             [
                 (Tlv.IDENTIFIER, accessory_id),
                 (Tlv.PUBLIC_KEY, self._identity.ltpk),
@@ -313,7 +314,7 @@ class PairVerify:
         signature = self._identity.signing_key.sign(
             accessory_public + accessory_id + controller_public
         )
-        sub = tlv_encode([(Tlv.IDENTIFIER, accessory_id), (Tlv.SIGNATURE, signature)])
+        sub = Tlv8.encode([(Tlv.IDENTIFIER, accessory_id), (Tlv.SIGNATURE, signature)])
         self._pending = (shared, session_key, controller_public, accessory_public)
         return [
             _state(2),

@@ -10,9 +10,10 @@ characteristic: `control(0x02) tid status [body_length(le16) body...]`, continue
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
+
+from tests.peers.tlv8 import Tlv8
 
 CONTROL_CONTINUATION = 0x80  # bit 7: a fragment after the first
 CONTROL_TYPE_MASK = 0x0E  # bits 1-3: 000 request, 001 response
@@ -65,41 +66,12 @@ class PduError(ValueError):
     """Bytes that are not a well-formed HAP-BLE request (the accessory drops the link)."""
 
 
-def tlv_encode(items: Iterable[tuple[int, bytes]]) -> bytes:
-    """TLV8: a value longer than 255 bytes goes out as consecutive items of the same type."""
-    out = bytearray()
-    for item_type, value in items:
-        if not value:
-            out += bytes((item_type, 0))
-        for start in range(0, len(value), 255):
-            chunk = value[start : start + 255]
-            out += bytes((item_type, len(chunk))) + chunk
-    return bytes(out)
-
-
-def tlv_decode(data: bytes) -> list[tuple[int, bytes]]:
-    """TLV8 items in order; consecutive items of one type whose first is full (255) merge."""
-    items: list[tuple[int, bytes]] = []
-    offset = 0
-    continues = False
-    while offset < len(data):
-        if offset + 2 > len(data):
-            raise PduError("truncated TLV header")
-        item_type, length = data[offset], data[offset + 1]
-        value = data[offset + 2 : offset + 2 + length]
-        if len(value) != length:
-            raise PduError("truncated TLV value")
-        if continues and items and items[-1][0] == item_type:
-            items[-1] = (item_type, items[-1][1] + value)
-        else:
-            items.append((item_type, value))
-        continues = length == 255
-        offset += 2 + length
-    return items
-
-
 def tlv_dict(data: bytes) -> dict[int, bytes]:
-    return dict(tlv_decode(data))
+    """A TLV8 body by type; malformed TLV8 is a malformed request."""
+    try:
+        return Tlv8.as_dict(data)
+    except ValueError as error:
+        raise PduError(str(error)) from error
 
 
 @dataclass(frozen=True)

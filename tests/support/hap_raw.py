@@ -26,6 +26,8 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from tests.peers.tlv8 import Tlv8
+
 TIMEOUT = 10.0
 
 
@@ -57,26 +59,6 @@ class TlvError(IntEnum):
 
 
 Tlv = dict[int, bytes]
-
-
-def tlv_encode(items: Iterable[tuple[int, bytes]]) -> bytes:
-    out = bytearray()
-    for tag, value in items:
-        chunks = [value[i : i + 255] for i in range(0, len(value), 255)] or [b""]
-        for chunk in chunks:
-            out += bytes((tag, len(chunk))) + chunk
-    return bytes(out)
-
-
-def tlv_decode(data: bytes) -> Tlv:
-    """Tag -> value; consecutive fragments of one value are joined."""
-    result: Tlv = {}
-    pos = 0
-    while pos + 2 <= len(data):
-        tag, length = data[pos], data[pos + 1]
-        result[tag] = result.get(tag, b"") + data[pos + 2 : pos + 2 + length]
-        pos += 2 + length
-    return result
 
 
 def error_of(reply: Tlv) -> TlvError | None:
@@ -117,7 +99,7 @@ class RawHapConnection:
 
     async def post_tlv(self, path: str, items: Iterable[tuple[int, bytes]]) -> Tlv:
         """POST and return the decoded TLV body; AssertionError unless HTTP 200."""
-        body = tlv_encode(items)
+        body = Tlv8.encode(items)
         head = (
             f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\n"
             f"Content-Type: application/pairing+tlv8\r\nContent-Length: {len(body)}\r\n\r\n"
@@ -135,7 +117,7 @@ class RawHapConnection:
             reply = await self._reader.readexactly(int(headers.get("content-length", "0")))
         if status != 200:
             raise AssertionError(f"POST {path}: HTTP {status} {reply!r}")
-        return tlv_decode(reply)
+        return Tlv8.as_dict(reply)
 
 
 # --- SRP-6a as HAP-python 5 computes it ------------------------------------------------------
@@ -261,7 +243,7 @@ async def exchange_keys(
     encrypt_key = _hkdf(key, b"Pair-Setup-Encrypt-Salt", b"Pair-Setup-Encrypt-Info")
     signed = _hkdf(key, b"Pair-Setup-Controller-Sign-Salt", b"Pair-Setup-Controller-Sign-Info")
     pairing_id = keys.pairing_id.encode()
-    sub_tlv = tlv_encode(
+    sub_tlv = Tlv8.encode(
         [
             (Tag.IDENTIFIER, pairing_id),
             (Tag.PUBLIC_KEY, keys.public_bytes),
@@ -278,7 +260,7 @@ async def exchange_keys(
     )
     if (error := error_of(m6)) is not None:
         raise AssertionError(f"M6 refused: {error!r}")
-    accessory = tlv_decode(cipher.decrypt(_nonce(b"PS-Msg06"), m6[Tag.ENCRYPTED_DATA], None))
+    accessory = Tlv8.as_dict(cipher.decrypt(_nonce(b"PS-Msg06"), m6[Tag.ENCRYPTED_DATA], None))
     accessory_id, accessory_ltpk = accessory[Tag.IDENTIFIER], accessory[Tag.PUBLIC_KEY]
     info = _hkdf(key, b"Pair-Setup-Accessory-Sign-Salt", b"Pair-Setup-Accessory-Sign-Info")
     ed25519.Ed25519PublicKey.from_public_bytes(accessory_ltpk).verify(

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from tests.peers.coap.wire import ParamTag, Tlv8
+from tests.peers.coap.wire import ParamTag
+from tests.peers.tlv8 import Tlv8
 
 _APPLE_BASE = "-0000-1000-8000-0026BB765291"
 

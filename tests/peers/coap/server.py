@@ -31,7 +31,8 @@ from tests.peers.coap.pairing import (
     PairVerify,
 )
 from tests.peers.coap.session import SecureSession
-from tests.peers.coap.wire import OpCode, ParamTag, PduCodec, PduRequest, PduStatus, Tlv8
+from tests.peers.coap.wire import OpCode, ParamTag, PduCodec, PduRequest, PduStatus
+from tests.peers.tlv8 import Tlv8
 
 _LOGGER = logging.getLogger(__name__)
 
