@@ -93,8 +93,11 @@ def ours_sensor(n: int) -> str:
     return f"cost-{n}"
 
 
-async def start_ours(work: Path, broker: Mosquitto, sensors: int) -> tuple[BridgeProcess, Target]:
-    bridge = BridgeProcess(work / "bridge", broker.port, **PRODUCTION)
+async def start_ours(
+    work: Path, broker: Mosquitto, sensors: int, protocol: str = "auto"
+) -> tuple[BridgeProcess, Target]:
+    mqtt = {"host": "127.0.0.1", "port": broker.port, "protocol": protocol}
+    bridge = BridgeProcess(work / "bridge", broker.port, **PRODUCTION, mqtt=mqtt)
     await asyncio.to_thread(bridge.start)
     home = await HapClient.pair(bridge.host, bridge.hap_port, bridge.device_id, PIN)
     names = [ours_sensor(n) for n in range(1, sensors + 1)]
@@ -221,7 +224,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         plain: asyncio.subprocess.Process | None = None
         targets: list[Target] = []
         try:
-            bridge, ours = await start_ours(work, broker, args.sensors)
+            bridge, ours = await start_ours(work, broker, args.sensors, args.protocol)
             plain, theirs = await start_plain(work, broker, args.sensors)
             targets = [ours, theirs]
             rss = {t.name: rss_mb(t.pid) for t in targets}
@@ -321,6 +324,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--repeats", type=int, default=3, help="storms per bridge")
     parser.add_argument("--samples", type=int, default=10, help="isolated changes per bridge")
+    parser.add_argument(
+        "--protocol", default="auto", help="our bridge's mqtt.protocol (auto: MQTT 5 here)"
+    )
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args(argv)
     report = asyncio.run(run(args))
