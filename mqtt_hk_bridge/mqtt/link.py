@@ -284,7 +284,7 @@ class MqttLink:
     def _incoming_queue(self) -> type[asyncio.Queue[aiomqtt.Message]]:
         """aiomqtt's queue of incoming messages, made to hand each message on as paho reads
         it. Taking messages from aiomqtt's iterator costs a task, an `asyncio.wait` and
-        three more loop turns per message: in a storm, a third of a message's CPU. Order is
+        three more loop turns per message: in a storm, a fifth of a message's CPU. Order is
         kept: a message is handed on at once only when none waits in the queue."""
         dispatch, handing_over = self._dispatch, self._is_handing_over
 
