@@ -1,7 +1,9 @@
-"""A device in a storm: publish `count` values on one topic, in its own process so the
-measuring process's event loop stays free to timestamp what arrives.
+"""A device in a storm: publish `count` values on one topic (or round-robin over several),
+in its own process so the measuring process's event loop stays free to timestamp what
+arrives.
 
-    python -m bench.storm_publisher --port P --topic T [--count 1000] [--seconds 3.5] [--qos 1]
+    python -m bench.storm_publisher --port P --topic T [--topic T2 ...] [--count 1000]
+        [--seconds 3.5] [--qos 1]
 
 `--seconds S` spreads the publishes evenly over S seconds (each one goes as soon as its slot
 comes; a publisher that falls behind just goes as fast as it can); 0 sends them back to
@@ -9,7 +11,9 @@ back, which on loopback takes well under one event window.
 
 Prints one JSON line: {"first": t, "last": t, "count": n, "final": "99.9"}, where `first`
 and `last` are time.monotonic() just before the first and the last publish (CLOCK_MONOTONIC
-is system-wide on Linux, so the parent can compare them with its own timestamps).
+is system-wide on Linux, so the parent can compare them with its own timestamps) and `final`
+is the last value sent (on the last topic). Round-robin, each topic's values still differ
+from the one before on that topic.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ def storm_values(count: int) -> list[str]:
 
 
 async def storm(
-    host: str, port: int, topic: str, count: int, seconds: float, qos: int
+    host: str, port: int, topics: list[str], count: int, seconds: float, qos: int
 ) -> dict[str, object]:
     values = storm_values(count)
     interval = seconds / max(count - 1, 1)
@@ -41,7 +45,7 @@ async def storm(
             if ahead > 0:
                 await asyncio.sleep(ahead)
             last = time.monotonic()
-            await client.publish(topic, value, qos=qos)
+            await client.publish(topics[index % len(topics)], value, qos=qos)
     return {"first": first, "last": last, "count": count, "final": values[-1]}
 
 
@@ -49,7 +53,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--topic", required=True)
+    parser.add_argument("--topic", required=True, action="append", help="repeat: round-robin")
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--seconds", type=float, default=3.5)
     parser.add_argument("--qos", type=int, default=1, choices=(0, 1, 2))

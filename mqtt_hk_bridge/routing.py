@@ -8,6 +8,7 @@ is refused with a `bridge/event`, at most once a minute per topic.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections import OrderedDict
@@ -26,6 +27,8 @@ _LOGGER = logging.getLogger(__name__)
 #: A bad topic is reported at most once a minute, so a flood cannot flood the log.
 REJECT_REPORT_INTERVAL = 60.0
 REJECT_MEMORY = 1024
+#: Topics whose parse is kept: devices send the same few topics over and over.
+PARSED_MEMORY = 4096
 
 DeviceTopic = topics.StateTopic | topics.CommandTopic | topics.AvailabilityTopic
 DeviceHandler = Callable[[DeviceTopic, IncomingMessage], None]
@@ -55,6 +58,9 @@ class Router:
         self.subscriptions: list[str] = topics.subscriptions(base_topic)
         self.rejected_topics = 0
         self._reject_reported: OrderedDict[str, float] = OrderedDict()
+        self._parse = functools.lru_cache(maxsize=PARSED_MEMORY)(
+            functools.partial(topics.parse, base=base_topic)
+        )
 
     def serve_api(self, api: BridgeApi) -> None:
         """`bridge/request/*` go to `api`, which also reports refused topics."""
@@ -92,7 +98,7 @@ class Router:
                 handle(message)
                 return
         try:
-            parsed = topics.parse(message.topic, self._base)
+            parsed = self._parse(message.topic)
         except TopicError as err:
             self._reject(message.topic, err)
             return

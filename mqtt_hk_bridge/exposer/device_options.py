@@ -12,7 +12,7 @@ import dataclasses
 import logging
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, overload
 
 import voluptuous as vol
 
@@ -51,6 +51,9 @@ def _validate(data: Any) -> None:
             raise ValueError(f"options of {device_id!r}: {err}") from None
 
 
+T = TypeVar("T")
+
+
 class LiveDeviceOptions(Mapping[str, DeviceOptions]):
     """What `Config.devices` holds on the accessory side: bridge.yaml's per-device options
     with the stored ones merged in, current after every `device/options` request."""
@@ -66,6 +69,17 @@ class LiveDeviceOptions(Mapping[str, DeviceOptions]):
 
     def __getitem__(self, device_id: str) -> DeviceOptions:
         return self._merged[device_id]
+
+    @overload
+    def get(self, device_id: str, /) -> DeviceOptions | None: ...
+
+    @overload
+    def get(self, device_id: str, /, default: DeviceOptions | T) -> DeviceOptions | T: ...
+
+    def get(self, device_id: str, /, default: object = None) -> object:
+        # Asked on every message; Mapping.get raises and catches a KeyError for each device
+        # without options of its own.
+        return self._merged.get(device_id, default)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._merged)

@@ -80,6 +80,8 @@ class ExposedDevices:
         #: Devices the Home app cannot be shown yet: saving their ids failed (disk full, out
         #: of file descriptors). Tried again with backoff until it works.
         self._unshown: set[str] = set()
+        #: Devices told they were not shown, to be told `device_shown` once they are served.
+        self._to_announce: set[str] = set()
         self._retry: asyncio.TimerHandle | None = None
         self._retry_delay = SHOW_RETRY_MIN
         #: Devices with services that no bridge may take now (told once each); tried again
@@ -91,6 +93,8 @@ class ExposedDevices:
         self._claims: dict[str, str] = {}
         #: Availability as last shown, to log and republish each change once.
         self._shown_availability: dict[str, bool] = {}
+        bridges.served = self._served
+        bridges.not_served = self._not_served
 
     @property
     def registry(self) -> Registry:
@@ -346,10 +350,28 @@ class ExposedDevices:
             )
         self._shown_availability[device_id] = self.available(device_id)
         if device_id in self._unshown or waited:
-            self._unshown.discard(device_id)
-            self._event(
-                "device_shown", f"{device_id} is shown in the Home app now", device=device_id
-            )
+            self._to_announce.add(device_id)
+        if self.bridges.serves(device_id):
+            self._served([device_id])
+
+    def _served(self, device_ids: list[str]) -> None:
+        """New accessories the Home app sees now: each one told it was not shown hears
+        that it is."""
+        for device_id in device_ids:
+            if device_id in self._to_announce:
+                self._to_announce.discard(device_id)
+                self._unshown.discard(device_id)
+                self._event(
+                    "device_shown", f"{device_id} is shown in the Home app now", device=device_id
+                )
+        if not self._unshown:
+            self._retry_delay = SHOW_RETRY_MIN
+
+    def _not_served(self, device_id: str, err: Exception) -> None:
+        """A new accessory could not be served (its ids could not be saved): it waits."""
+        self._shown_availability.pop(device_id, None)
+        self._show_failed(device_id, err)
+        self._catalogue_changed()
 
     def _wait_for_room(self, device_id: str, err: NoRoom) -> None:
         """No bridge may take the device now: say so once; it is tried again when another
@@ -370,7 +392,7 @@ class ExposedDevices:
             elif not self.bridges.shows(device_id):
                 self._structure_changed(device_id)
 
-    def _show_failed(self, device_id: str, err: OSError) -> None:
+    def _show_failed(self, device_id: str, err: Exception) -> None:
         """The registry holds the device but the Home app does not show it: say so once and
         try again, until the save works (the two must not disagree for good)."""
         if device_id not in self._unshown:
@@ -407,6 +429,7 @@ class ExposedDevices:
             if self._no_room:
                 asyncio.get_running_loop().call_soon(self._room_freed)
         self._shown_availability.pop(device_id, None)
+        self._to_announce.discard(device_id)
 
     def home_app_write(self, device_id: str, key: CharKey, value: HapValue) -> None:
         """A Home-app write -> the device. Runs inside the HAP request, so it must not wait;

@@ -55,6 +55,7 @@ from pyhap.const import (
 from pyhap.hap_handler import HAP_TLV_STATES, HAP_TLV_TAGS, HAPServerHandler
 from pyhap.hap_protocol import HAPServerProtocol
 from pyhap.hap_server import HAPServer
+from pyhap.loader import get_loader
 from zeroconf.asyncio import AsyncZeroconf
 
 from ..errors import BridgeError, PayloadError
@@ -146,6 +147,9 @@ class BridgeDriver(AccessoryDriver):
             kwargs["address"], notice = announced_address(kwargs.get("advertised_address"))
             if notice is not None:
                 _LOGGER.warning("%s", notice)
+        # HAP-python's shared tables of services and characteristics (the catalog reads
+        # them too), not a copy per bridge.
+        kwargs.setdefault("loader", get_loader())
         super().__init__(persist_file=str(state_path), advertise=False, **kwargs)
         self.pair_setup_guard = PairSetupGuard(FailedAttempts(state_path.parent / ATTEMPTS_FILE))
         # HAP-python's own server is not started yet: ours replaces it, on the same address.

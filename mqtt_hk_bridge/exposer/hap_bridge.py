@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Hashable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
@@ -32,6 +33,23 @@ from .setup_code import load_setup
 _LOGGER = logging.getLogger(__name__)
 
 SETUP_QR_FILE = "setup-qr.png"
+#: How long a new accessory waits before it is built and served: the new accessories of a
+#: burst (a start-up flood of retained topics) are built once each and their ids saved
+#: together, instead of a build and an fsynced save per message. The Home app learns of a
+#: new accessory only with the configuration number, after `config_debounce` (1 s) anyway.
+NEW_ACCESSORY_DELAY = 0.1
+
+
+@dataclass
+class _NewAccessory:
+    """A device to show that the Home app has not seen yet, as it was last given."""
+
+    device: Device
+    name: str
+    available: Callable[[], bool]
+
+
+NotServed = Callable[[list[str], Exception], None]
 
 
 class HapBridge:
@@ -80,7 +98,15 @@ class HapBridge:
         )
         self.driver.add_accessory(self.bridge)
         self._pacer = EventPacer(self._send_event, event_window)
+        #: The accessories served, by device id.
         self._accessories: dict[str, MqttAccessory] = {}
+        #: Devices whose accessory is new, built and served with the next batch.
+        self._new: dict[str, _NewAccessory] = {}
+        self._new_pending: asyncio.TimerHandle | None = None
+        #: Told which new accessories were served, and which were not (their ids could not
+        #: be saved): set by `HapBridges`.
+        self.on_served: Callable[[list[str]], None] = lambda device_ids: None
+        self.on_not_served: NotServed = lambda device_ids, err: None
         self._config_pending: asyncio.TimerHandle | None = None
         self._serving = False
 
@@ -91,11 +117,16 @@ class HapBridge:
 
     async def start(self) -> None:
         """Serve HAP and advertise it, with every accessory shown so far already in it."""
+        if self._new_pending is not None:
+            self._new_pending.cancel()
+            self._serve_new()
         await self.driver.async_start()
         self._serving = True
 
     async def stop(self) -> None:
         self._pacer.close()
+        if self._new_pending is not None:
+            self._new_pending.cancel()  # never served: nothing of them to keep
         if self._config_pending is not None:
             self._config_pending.cancel()
             self.driver.refresh_config()
@@ -124,7 +155,8 @@ class HapBridge:
 
     @property
     def bridged_count(self) -> int:
-        return len(self.bridge.accessories)
+        """The accessories it shows, those about to be served included."""
+        return len(self._accessories) + len(self._new)
 
     @property
     def setup_uri(self) -> str:
@@ -155,11 +187,17 @@ class HapBridge:
     # -- which devices it shows ---------------------------------------------------------
 
     def shows(self, device_id: str) -> bool:
+        return device_id in self._accessories or device_id in self._new
+
+    def serves(self, device_id: str) -> bool:
+        """Whether controllers see the device's accessory (a new one waits for its batch)."""
         return device_id in self._accessories
 
     def aid(self, device_id: str) -> int | None:
         accessory = self._accessories.get(device_id)
-        return accessory.aid if accessory is not None else None
+        if accessory is not None:
+            return accessory.aid
+        return self._ids.known_aid(device_id) if device_id in self._new else None
 
     def knows(self, device_id: str) -> bool:
         """Whether the device has an aid on this bridge (shown now or before)."""
@@ -167,28 +205,75 @@ class HapBridge:
 
     def show(self, device: Device, *, name: str, available: Callable[[], bool]) -> None:
         """Build (or rebuild) the device's accessory. The ids it takes are saved before any
-        controller can see them; an OSError from that save leaves the bridge unchanged."""
+        controller can see them; an OSError from that save leaves the bridge unchanged.
+
+        A device new to the bridge is built at once when it comes alone; the new devices
+        that follow it within `NEW_ACCESSORY_DELAY` (a flood) are built, saved and served
+        together, a batch at a time (`on_served`, or `on_not_served` when the save fails)."""
         device_id = device.device_id
-        accessory = build_accessory(
+        new = not self.knows(device_id)
+        if device_id in self._new or (new and self._new_pending is not None):
+            self._ids.aid(device_id)  # its aid from now on (the log and bridge/devices say it)
+            self._new[device_id] = _NewAccessory(device, name, available)
+            return
+        if new:
+            self._open_batch()  # for the new devices that follow, whether or not this works
+        accessory = self._build(device, name, available)
+        self._ids.save()
+        self._serve({device_id: accessory})
+
+    def _build(self, device: Device, name: str, available: Callable[[], bool]) -> MqttAccessory:
+        return build_accessory(
             self.driver,
             device,
             name=name,
-            aid=self._ids.aid(device_id),
+            aid=self._ids.aid(device.device_id),
             ids=self._ids,
             catalog=self._catalog,
             available=available,
             on_write=self._on_write,
         )
-        self._ids.save()
+
+    def _open_batch(self) -> None:
+        self._new_pending = asyncio.get_running_loop().call_later(
+            NEW_ACCESSORY_DELAY, self._serve_new
+        )
+
+    def _serve_new(self) -> None:
+        """Build the new accessories, save their ids in one go, then serve them; batches
+        go on while new devices keep coming."""
+        self._new_pending = None
+        if not self._new:
+            return
+        self._open_batch()
+        new, self._new = self._new, {}
+        built: dict[str, MqttAccessory] = {}
+        for device_id, wanted in new.items():
+            try:
+                built[device_id] = self._build(wanted.device, wanted.name, wanted.available)
+            except Exception as err:  # one device's fault must not keep the others away
+                _LOGGER.exception("Could not build the accessory of %s", device_id)
+                self.on_not_served([device_id], err)
+        try:
+            self._ids.save()
+        except OSError as err:
+            self.on_not_served(list(built), err)
+            return
+        self._serve(built)
+        self.on_served(list(built))
+
+    def _serve(self, built: dict[str, MqttAccessory]) -> None:
         accessories = self.bridge.accessories
-        accessories[accessory.aid] = accessory
+        for device_id, accessory in built.items():
+            accessories[accessory.aid] = accessory
+            self._accessories[device_id] = accessory
         # Listed in aid order whatever the order of arrival, so the same devices always give
         # the same accessory database (and configuration number) after a restart.
         self.bridge.accessories = dict(sorted(accessories.items()))
-        self._accessories[device_id] = accessory
         self._structure_changed()
 
     def hide(self, device_id: str) -> None:
+        self._new.pop(device_id, None)
         accessory = self._accessories.pop(device_id, None)
         if accessory is None:
             return

@@ -76,6 +76,10 @@ class HapBridges:
         self._flush_pending: asyncio.TimerHandle | None = None
         #: Called when a bridge opens or a pairing changes (bridge/info lists them).
         self.changed: Callable[[], None] = lambda: None
+        #: Told when new accessories are served, and of each one that could not be (its ids
+        #: could not be saved): it is then shown nowhere.
+        self.served: Callable[[list[str]], None] = lambda device_ids: None
+        self.not_served: Callable[[str, Exception], None] = lambda device_id, err: None
         created = bridge_layout.created(data_dir)
         for number in created:
             if number <= self.limit:
@@ -115,6 +119,8 @@ class HapBridges:
             on_write=self._on_write,
         )
         bridge.on_pairing_changed(lambda: self.changed())
+        bridge.on_served = lambda device_ids: self.served(device_ids)
+        bridge.on_not_served = lambda device_ids, err: self._not_served(bridge, device_ids, err)
         self._bridges[number] = bridge
         if self._started:
             _LOGGER.info("Opening HomeKit bridge %r on port %d", bridge.name, bridge.port)
@@ -197,6 +203,17 @@ class HapBridges:
         bridge = self._shown.get(device_id)
         return bridge.aid(device_id) if bridge is not None else None
 
+    def serves(self, device_id: str) -> bool:
+        """Whether controllers see the device (a new one is served a moment after `show`)."""
+        bridge = self._shown.get(device_id)
+        return bridge is not None and bridge.serves(device_id)
+
+    def _not_served(self, bridge: HapBridge, device_ids: list[str], err: Exception) -> None:
+        for device_id in device_ids:
+            if self._shown.get(device_id) is bridge:
+                del self._shown[device_id]
+                self.not_served(device_id, err)
+
     def assigned(self, device_id: str) -> int | None:
         """The bridge the device was last shown on (kept while it is away)."""
         return self._assignments.get(device_id)
@@ -244,7 +261,9 @@ class HapBridges:
     def show(self, device: Device, *, name: str, available: Callable[[], bool]) -> int | None:
         """Build (or rebuild) the device's accessory on its bridge, opening that bridge if
         need be; returns the bridge it left when it moved. Raises NoRoom (nothing changes)
-        when no bridge may take it, OSError when its bridge or ids cannot be saved."""
+        when no bridge may take it, OSError when its bridge or ids cannot be saved. A
+        device new to its bridge that follows another one at once (a flood) is served a
+        moment later, with the others (`served`, `not_served`)."""
         device_id = device.device_id
         number = self._target(device_id)
         problem = self._open_problem(number)

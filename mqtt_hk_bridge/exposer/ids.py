@@ -33,8 +33,8 @@ class IdStore:
     """aid per device id, iid per (device id, key).
 
     New allocations are written by `save()`, which the caller runs before a controller can
-    see them (before the accessory joins the bridge): one fsync per accessory built, not one
-    per characteristic.
+    see them (before the accessory joins the bridge): one save per accessory built, or per
+    batch of new accessories in a flood, not one per characteristic.
     """
 
     def __init__(self, path: Path) -> None:

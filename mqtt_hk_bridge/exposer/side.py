@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from typing import TYPE_CHECKING
 
 from zeroconf.asyncio import AsyncZeroconf
 
@@ -28,11 +29,13 @@ from .bound_devices import BoundDevices
 from .device_options import OPTIONS_FILE, DeviceOptionsRequest, LiveDeviceOptions
 from .device_store import DeviceStore
 from .devices import ExposedDevices
-from .discovery_source import HomeAssistantDiscovery
 from .hap_bridges import HapBridges
 from .mapped_source import bind_mapped_devices
 from .requests import DeviceRequests
 from .topics_input import HomeKitTopicsSource
+
+if TYPE_CHECKING:
+    from .discovery_source import HomeAssistantDiscovery
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -86,6 +89,9 @@ class ExposerSide:
         self.devices.add_source(const.SOURCE_MAPPED, bound)
         self._discovery: HomeAssistantDiscovery | None = None
         if const.SOURCE_HOMEASSISTANT_DISCOVERY in config.sources:
+            # Imported only when on: its templates bring in jinja2 (2 MB of RSS).
+            from .discovery_source import HomeAssistantDiscovery
+
             self.devices.add_source(const.SOURCE_HOMEASSISTANT_DISCOVERY, bound)
             self._discovery = HomeAssistantDiscovery(
                 prefix=config.homeassistant.prefix,

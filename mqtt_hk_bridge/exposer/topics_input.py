@@ -6,13 +6,14 @@ the state topic itself for `command_topic: same`). docs/topics.md is its contrac
 from __future__ import annotations
 
 import contextlib
+import functools
 
 from .. import const
 from ..api import BridgeApi
 from ..config import COMMAND_TOPIC_SAME, Config
 from ..display import clipped, quoted
 from ..errors import BridgeError, CatalogError, NotConnectedError, PayloadError
-from ..homekit.catalog import Catalog
+from ..homekit.catalog import Catalog, CharInfo
 from ..mqtt.link import IncomingMessage, MqttLink
 from ..mqtt.payloads import HapValue, decode, encode, payload_text
 from ..mqtt.topics import (
@@ -27,6 +28,10 @@ from ..mqtt.topics import (
 )
 from .devices import ExposedDevices, WaitingLimitReached
 from .registry import Device
+
+#: Characteristic keys whose catalog lookup is kept (names are matched without case, so
+#: the spellings a publisher may use are not few: the memory is bounded).
+RESOLVED_MEMORY = 1024
 
 
 class HomeKitTopicsSource:
@@ -45,6 +50,7 @@ class HomeKitTopicsSource:
         self._api = api
         self._catalog = catalog
         self._devices = devices
+        self._resolve = functools.lru_cache(maxsize=RESOLVED_MEMORY)(self._canonical)
 
     def handle(
         self, parsed: StateTopic | AvailabilityTopic | CommandTopic, message: IncomingMessage
@@ -61,11 +67,11 @@ class HomeKitTopicsSource:
     def _state(self, parsed: StateTopic, message: IncomingMessage) -> None:
         device_id = parsed.device_id
         try:
-            key = self._canonical(parsed.key)
+            key, info = self._resolve(parsed.key)
             if not message.payload:
                 self._devices.clear_value(device_id, key)
                 return
-            value = decode(message.payload, self._catalog.characteristics[key.characteristic])
+            value = decode(message.payload, info)
             self._devices.check_room(device_id, key)
         except WaitingLimitReached:
             return
@@ -79,12 +85,13 @@ class HomeKitTopicsSource:
             return
         self._devices.set_value(device_id, key, value, live=not message.retain)
 
-    def _canonical(self, key: CharKey) -> CharKey:
+    def _canonical(self, key: CharKey) -> tuple[CharKey, CharInfo]:
+        """The key as the catalog spells it, and its characteristic; CatalogError if none."""
         service = self._catalog.service(key.service)
         if service.name == const.INFO_SERVICE and key.index != 1:
             raise CatalogError("a device has one AccessoryInformation service")
         char = self._catalog.characteristic(service, key.characteristic)
-        return CharKey(ServiceKey(service.name, key.index), char.name)
+        return CharKey(ServiceKey(service.name, key.index), char.name), char
 
     def _availability(self, parsed: AvailabilityTopic, message: IncomingMessage) -> None:
         try:

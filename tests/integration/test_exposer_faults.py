@@ -444,6 +444,34 @@ async def test_a_device_that_arrives_while_saves_fail_is_shown_once_they_work(
     assert len(probe.messages_on("HomeKit/bridge/event")) < 10  # said once, not per retry
 
 
+async def test_new_devices_that_come_together_while_saves_fail_are_shown_once_they_work(
+    bridge: BridgeProcess, home: HapClient, probe: MqttProbe
+) -> None:
+    # New devices that follow one another are shown together, their ids saved in one go:
+    # when that save fails, none of them is shown and each is told so, then shown once
+    # saves work again.
+    blocker = bridge.data_dir / ".accessory-ids.json.tmp"
+    blocker.mkdir()
+    devices = {"first", "second", "third"}
+    for device_id in sorted(devices):
+        await probe.publish(f"HomeKit/{device_id}/Switch/On", "1")
+
+    def told(kind: str) -> set[str]:
+        events = [json.loads(m.payload) for m in probe.messages_on("HomeKit/bridge/event")]
+        return {event.get("device") for event in events if event["type"] == kind}
+
+    await wait_for(lambda: told("device_not_shown") >= devices, message="each told")
+    listed = await home.list_accessories()
+    for device_id in devices:
+        with pytest.raises(AssertionError):
+            aid_of(listed, device_id)
+    blocker.rmdir()
+    await wait_for(lambda: told("device_shown") >= devices, timeout=10, message="each shown")
+    accessories = await home.list_accessories()
+    for device_id in devices:
+        aid = aid_of(accessories, device_id)
+        assert await home.read(aid, char_of(accessories, aid, "49", "25")["iid"]) is True
+
 
 async def test_ten_thousand_invented_devices_leave_the_bridge_bounded(
     bridge: BridgeProcess, probe: MqttProbe

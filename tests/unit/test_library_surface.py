@@ -1,10 +1,11 @@
-"""What the bridge uses of HAP-python and aiohomekit beyond their public API, pinned.
+"""What the bridge uses of HAP-python, aiohomekit and paho beyond their public API, pinned.
 
 exposer/hap_adapter.py, controller/aiohomekit_adapter.py and controller/links/ are the only
-modules allowed to reach into the libraries. Every private method they override or call and
-every internal attribute they read or write is listed here with the shape they rely on, so
-that an upgrade that moves one fails here, by name, instead of somewhere strange. When a test
-here fails after an upgrade: read docs/libraries.md, adapt the adapter, update this file.
+modules allowed to reach into HAP-python and aiohomekit, mqtt/link.py into aiomqtt and paho.
+Every private method they override or call and every internal attribute they read or write is
+listed here with the shape they rely on, so that an upgrade that moves one fails here, by
+name, instead of somewhere strange. When a test here fails after an upgrade: read
+docs/libraries.md, adapt the adapter, update this file.
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ from aiohomekit.controller.ip.connection import HomeKitConnection
 from aiohomekit.controller.ip.pairing import IpPairing
 from aiohomekit.crypto.srp import HK_KEY_LENGTH, SrpClient
 from aiohomekit.zeroconf import ZeroconfPairing
+from paho.mqtt import _packet as paho_packets
+from paho.mqtt.enums import MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from pyhap import tlv, util
 from pyhap.accessory_driver import AccessoryDriver, AccessoryMDNSServiceInfo
 from pyhap.hap_handler import HAP_TLV_STATES, HAP_TLV_TAGS, HAPServerHandler
@@ -37,6 +42,7 @@ from zeroconf.asyncio import AsyncZeroconf
 
 from mqtt_hk_bridge.controller import aiohomekit_adapter
 from mqtt_hk_bridge.exposer import hap_adapter
+from mqtt_hk_bridge.mqtt.link import SharedTableProperties, read_properties_cheaply
 
 PACKAGE = Path(__file__).resolve().parents[2] / "mqtt_hk_bridge"
 ADAPTERS = {
@@ -249,6 +255,66 @@ async def test_aiohomekit_controller_on_the_shared_zeroconf() -> None:
             await aiohomekit_adapter.stop_controller(controller, browsers)
     finally:
         await zeroconf.async_close()
+
+
+# ---- paho (mqtt/link.py) ---------------------------------------------------------------------
+
+PAHO = f"paho-mqtt {version('paho-mqtt')}"
+
+
+def test_paho_makes_received_properties_by_its_packet_modules_name() -> None:
+    """read_properties_cheaply swaps the class paho's packet decoders make by that name."""
+    assert "Properties(PacketTypes.PUBLISH)" in inspect.getsource(paho_packets.decode_publish), (
+        f"{PAHO}: decode_publish no longer makes Properties(PacketTypes.PUBLISH)"
+    )
+    assert params(Properties.__init__) == ["self", "packetType"], PAHO
+
+
+def test_paho_properties_keep_nothing_per_object_but_what_the_link_shares() -> None:
+    """SharedTableProperties keeps paho's tables on the class and sets only the packet type."""
+    assert set(vars(Properties(PacketTypes.PUBLISH))) == {
+        "packetType",
+        "types",
+        "names",
+        "properties",
+    }, f"{PAHO}: Properties keeps more per object; SharedTableProperties must too"
+
+
+def _properties(**values: object) -> bytes:
+    properties = Properties(PacketTypes.PUBLISH)
+    for name, value in values.items():
+        setattr(properties, name, value)
+    return bytes(properties.pack())
+
+
+@pytest.mark.parametrize(
+    "packed",
+    [
+        _properties(),
+        _properties(
+            ResponseTopic="a/b",
+            CorrelationData=b"\x01\x02",
+            MessageExpiryInterval=30,
+            UserProperty=[("k", "v"), ("k", "w")],
+            SubscriptionIdentifier=[7],
+        ),
+    ],
+)
+def test_shared_table_properties_read_what_paho_reads(packed: bytes) -> None:
+    topic = b"HomeKit/esp/TemperatureSensor/CurrentTemperature"
+    packet = len(topic).to_bytes(2, "big") + topic + packed + b"21.5"
+    theirs = Properties(PacketTypes.PUBLISH)
+    ours = SharedTableProperties(PacketTypes.PUBLISH)
+    assert ours.unpack(packed) == (ours, len(packed))
+    assert theirs.unpack(packed)[1] == len(packed)
+    assert ours.json() == theirs.json()
+    ours.clear()
+    assert ours.isEmpty()
+    read_properties_cheaply()
+    decoded = paho_packets.decode_publish(0x30, packet, MQTTProtocolVersion.MQTTv5)
+    assert isinstance(decoded.properties, SharedTableProperties)
+    assert decoded.properties.json() == theirs.json()
+    assert (decoded.topic, decoded.payload) == (topic, b"21.5")
 
 
 # ---- nothing else reaches inside ------------------------------------------------------------
