@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -27,6 +28,9 @@ _LOGGER = logging.getLogger(__name__)
 
 #: Changes to the catalogue within this many seconds are published together.
 CATALOGUE_DELAY = 0.25
+#: Events raised while the broker is away (at start-up, before the first connect, too) are
+#: sent on the next connect: the newest this many.
+EVENTS_KEPT = 100
 
 RequestHandler = Callable[[dict[str, Any]], Awaitable[Any]]
 CatalogueSource = Callable[[], list[dict[str, Any]]]
@@ -46,6 +50,7 @@ class BridgeApi:
         self._requests = TaskSet(_LOGGER, "Request")
         self._catalogue_pending = False
         self._last_catalogue: str | None = None
+        self._unsent_events: deque[str] = deque(maxlen=EVENTS_KEPT)
 
     def register(self, action: str, handler: RequestHandler) -> None:
         """`handler(body)` answers `bridge/request/<action>` with the body its schema in
@@ -75,7 +80,19 @@ class BridgeApi:
         """A problem or notice a user must see: a log line and a JSON `bridge/event`."""
         _LOGGER.warning("%s: %s", kind, message)
         body = {"type": kind, "message": message, "time": round(time.time(), 3), **details}
-        self._publish(bridge_topic(self._base, *self._own, const.BRIDGE_EVENT), json.dumps(body))
+        self._unsent_events.append(json.dumps(body))
+        self._send_events()
+
+    def _send_events(self) -> None:
+        """The events not sent yet, oldest first, as long as the broker takes them."""
+        topic = bridge_topic(self._base, *self._own, const.BRIDGE_EVENT)
+        while self._unsent_events:
+            try:
+                self._link.publish(topic, self._unsent_events[0])
+            except NotConnectedError:
+                _LOGGER.debug("Not connected; %s waits for the next connect", topic)
+                return
+            self._unsent_events.popleft()
 
     def publish_info(self) -> None:
         info = json.dumps(self._info(), sort_keys=True)
@@ -103,8 +120,10 @@ class BridgeApi:
         self.publish_info()  # it counts the accessories
 
     async def republish(self) -> None:
-        """After a (re)connect: the retained bridge topics, whatever the broker lost."""
+        """After a (re)connect: the retained bridge topics, whatever the broker lost, and
+        the events raised while it was away."""
         self._publish_catalogue(force=True)
+        self._send_events()
 
     def handle_request(self, action: str, payload: bytes) -> None:
         self._requests.spawn(self._answer(action, payload))

@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
-# As the bridge does (mqtt_hk_bridge/controller/__init__.py): aiohomekit turns Bluetooth on
-# only if this is set before its first import, which here may come from any test module.
-os.environ.setdefault("AIOHOMEKIT_TRANSPORT_BLE", "1")
-
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any

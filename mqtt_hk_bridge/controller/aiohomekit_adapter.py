@@ -17,6 +17,7 @@ import contextlib
 import os
 from collections.abc import Callable, Iterator
 
+import aiohomekit.controller.controller as controller_module
 from aiohomekit import protocol
 from aiohomekit.characteristic_cache import CharacteristicCacheType
 from aiohomekit.controller import Controller
@@ -41,14 +42,21 @@ DISCOVERY_CHECK = 0.1
 
 
 async def start_controller(
-    zeroconf: AsyncZeroconf, char_cache: CharacteristicCacheType | None = None
+    zeroconf: AsyncZeroconf,
+    char_cache: CharacteristicCacheType | None = None,
+    *,
+    bluetooth: bool = False,
 ) -> tuple[Controller, list[AsyncServiceBrowser]]:
     """aiohomekit's Controller on the shared zeroconf (and `char_cache`, its cache of
-    accessory databases, when given).
+    accessory databases, when given), with its Bluetooth transport when `bluetooth`.
 
     Its Controller refuses a zeroconf nobody browses both HAP types on; browsers are added
     for the types nobody browses yet (returned, to cancel at stop).
     """
+    # 4.0.1 decides on Bluetooth once, at its first import (an environment variable, or
+    # bleak already imported), and reads the result from this module name at every start;
+    # it imports the transport, bleak and dbus-fast only when that says so.
+    controller_module.BLE_TRANSPORT_SUPPORTED = bluetooth  # type: ignore[attr-defined]
     # Each CoAP session of aiohomekit is an aiocoap *server* context (events come to it),
     # which by default also listens for CoAP over TCP on [::]:5683, every interface. A
     # controller needs UDP only; aiocoap reads this at every context it creates.

@@ -40,6 +40,7 @@ from ..errors import BridgeError
 from ..homekit.catalog import CharInfo
 from ..mqtt import payloads
 from .aiohomekit_adapter import start_controller, stop_controller
+from .bluetooth import wanted as wanted_bluetooth
 from .mirror import CharId, build, char_info, characteristic_name, service_name
 from .pairings import (
     PairingError,
@@ -68,7 +69,9 @@ async def _controller(
     interfaces = list(config.zeroconf_interfaces) if config.zeroconf_interfaces else None
     zeroconf = AsyncZeroconf(interfaces=interfaces) if interfaces else AsyncZeroconf()
     try:
-        controller, browsers = await start_controller(zeroconf, cache)
+        controller, browsers = await start_controller(
+            zeroconf, cache, bluetooth=wanted_bluetooth(config.controller.bluetooth)
+        )
         try:
             yield controller
         finally:

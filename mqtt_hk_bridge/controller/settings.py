@@ -7,6 +7,7 @@ Kept apart from config.py so the controller side's knobs live with it; config.py
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import voluptuous as vol
 
@@ -16,6 +17,8 @@ _POSITIVE = duration(0.01)
 
 #: File under data_dir holding controller pairings (alias -> keys); 0600, atomic.
 DEFAULT_PAIRING_FILE = "controller-pairings.json"
+#: `bluetooth: auto`: on when the machine lists a Bluetooth adapter (bluetooth.py).
+BLUETOOTH_AUTO: Literal["auto"] = "auto"
 
 SCHEMA = vol.Schema(
     {
@@ -32,6 +35,10 @@ SCHEMA = vol.Schema(
         # How long `discover` listens and `pair` looks for the device id.
         vol.Optional("discover_timeout", default=5.0): _POSITIVE,
         vol.Optional("pairing_file", default=DEFAULT_PAIRING_FILE): vol.All(str, vol.Length(min=1)),
+        # aiohomekit's Bluetooth transport: `auto` loads it only where an adapter is listed.
+        vol.Optional("bluetooth", default=BLUETOOTH_AUTO): vol.Any(
+            bool, BLUETOOTH_AUTO, msg="expected true, false or auto"
+        ),
     },
     extra=vol.PREVENT_EXTRA,
 )
@@ -46,3 +53,4 @@ class ControllerSettings:
     poll_interval: float = 300.0
     discover_timeout: float = 5.0
     pairing_file: str = DEFAULT_PAIRING_FILE
+    bluetooth: bool | Literal["auto"] = BLUETOOTH_AUTO

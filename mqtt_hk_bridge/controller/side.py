@@ -33,6 +33,7 @@ from .aiohomekit_adapter import (
     start_controller,
     stop_controller,
 )
+from .bluetooth import wanted as wanted_bluetooth
 from .characteristic_cache import CACHE_FILE, StoredCharacteristicCache
 from .ha_discovery import DiscoveryPublisher
 from .mirror import AccessoryMirror, RetainedTopics
@@ -86,6 +87,7 @@ class ControllerSide:
         self._cache = StoredCharacteristicCache(config.data_dir / CACHE_FILE)
         self._retained = RetainedTopics(link)
         self.controller: Controller | None = None
+        self._bluetooth = False
         self._browsers: list[AsyncServiceBrowser] = []
         self.sessions: dict[str, PairingSession] = {}
         self._pair_lock = asyncio.Lock()
@@ -104,19 +106,25 @@ class ControllerSide:
         """Load pairings (a corrupt file raises StateFileError before any network I/O),
         start aiohomekit and connect every pairing."""
         pairings = self.store.load()
-        self.controller, self._browsers = await start_controller(self._zeroconf, self._cache)
-        if not bluetooth_available(self.controller):
+        self._bluetooth = bluetooth = wanted_bluetooth(self.settings.bluetooth)
+        self.controller, self._browsers = await start_controller(
+            self._zeroconf, self._cache, bluetooth=bluetooth
+        )
+        if not bluetooth:
+            _LOGGER.info(
+                "Bluetooth is off (%s): Bluetooth accessories cannot be found or reached; "
+                "IP and Thread ones work as usual",
+                "controller.bluetooth: false"
+                if self.settings.bluetooth is False
+                else "no adapter here; controller.bluetooth: true turns it on",
+            )
+        elif not bluetooth_available(self.controller):
             _LOGGER.info(
                 "Bluetooth is not available here (no adapter, or no BlueZ): Bluetooth "
                 "accessories cannot be found or reached; IP and Thread ones work as usual"
             )
         for alias, data in pairings.items():
-            try:
-                pairing = self.controller.load_pairing(alias, data)
-            except HomeKitException as err:
-                self._api.event("pairing_skipped", f"{alias}: {err}", device=alias)
-                continue
-            self._start_session(alias, pairing)
+            self._load(alias, data)
         self._pairing_file = _signature(self.store.path)
         self._watch.spawn(self._follow_pairing_file(), name="follow-pairing-file")
         self._api.register("discover", self._discover)
@@ -165,6 +173,21 @@ class ControllerSide:
             async with self._pair_lock:
                 await self._sync_sessions()
 
+    def _load(self, alias: str, data: dict[str, Any]) -> bool:
+        """Start the session of a stored pairing; a pairing aiohomekit cannot load is
+        skipped, with an event saying why."""
+        controller = self._require_controller()
+        try:
+            pairing = controller.load_pairing(alias, data)
+        except HomeKitException as err:
+            reason = str(err)
+            if data.get("Connection") == "BLE" and not self._bluetooth:
+                reason = "a Bluetooth pairing, and Bluetooth is off here (controller.bluetooth)"
+            self._api.event("pairing_skipped", f"{alias}: {reason}", device=alias)
+            return False
+        self._start_session(alias, pairing)
+        return True
+
     async def _sync_sessions(self) -> None:
         controller = self._require_controller()
         try:
@@ -179,13 +202,8 @@ class ControllerSide:
             forget_pairing(controller, alias)
             _LOGGER.info("Pairing %s was removed from the pairing file", alias)
         for alias in sorted(set(pairings) - set(self.sessions)):
-            try:
-                pairing = controller.load_pairing(alias, pairings[alias])
-            except HomeKitException as err:
-                self._api.event("pairing_skipped", f"{alias}: {err}", device=alias)
-                continue
-            self._start_session(alias, pairing)
-            _LOGGER.info("Pairing %s was added to the pairing file", alias)
+            if self._load(alias, pairings[alias]):
+                _LOGGER.info("Pairing %s was added to the pairing file", alias)
         self._catalogue_changed()
 
     # ---- routing ---------------------------------------------------------------------

@@ -22,7 +22,8 @@ from tests.support.wait import wait_for
 ALIAS = "blebulb"
 LIGHT = f"HomeKit/{ALIAS}/Lightbulb"
 SENSOR = f"HomeKit/{ALIAS}/TemperatureSensor/CurrentTemperature"
-SETTINGS = ControllerSettings(**{**FAST.__dict__, "request_timeout": 5.0})
+# This machine lists no Bluetooth adapter: the simulated air needs the transport forced on.
+SETTINGS = ControllerSettings(**{**FAST.__dict__, "request_timeout": 5.0, "bluetooth": True})
 
 
 @pytest.fixture
@@ -111,12 +112,51 @@ async def test_a_bridge_restart_keeps_the_bluetooth_pairing_and_its_events(
     await wait_for(lambda: not accessory.connected, timeout=5, message="disconnected at stop")
 
 
+def uses_dbus(bridge: BridgeProcess) -> bool:
+    """Whether bleak's D-Bus library (compiled modules, so they show in the maps) is loaded."""
+    return any("/dbus_fast/" in path for path in bridge.mapped_files())
+
+
 async def test_a_machine_without_bluetooth_says_so_once_and_carries_on(
     make_bridge: Callable[..., BridgeProcess], probe: MqttProbe
 ) -> None:
-    # Our test machines have no Bluetooth adapter (and no BlueZ): the bridge as users run it.
+    # Our test machines list no Bluetooth adapter: the bridge as users run it (`auto`)
+    # leaves aiohomekit's Bluetooth transport, bleak and dbus-fast unloaded.
     bridge = make_bridge()
     await wait_for(lambda: "Controller side started" in bridge.logs(), message="started")
+    assert bridge.logs().count("Bluetooth is off (no adapter here") == 1
+    await probe.publish("HomeKit/esp/Switch/On", "1")
+    await probe.wait_message("HomeKit/bridge/devices", lambda m: b'"esp"' in m.payload)
+    assert not uses_dbus(bridge)
+
+
+async def test_bluetooth_turned_on_without_an_adapter_or_bluez_says_so_once(
+    make_bridge: Callable[..., BridgeProcess], probe: MqttProbe
+) -> None:
+    bridge = make_bridge(controller={"bluetooth": True})
+    await wait_for(lambda: "Controller side started" in bridge.logs(), message="started")
     assert bridge.logs().count("Bluetooth is not available here") == 1
+    assert uses_dbus(bridge)
+    await probe.publish("HomeKit/esp/Switch/On", "1")
+    await probe.wait_message("HomeKit/bridge/devices", lambda m: b'"esp"' in m.payload)
+
+
+async def test_a_stored_bluetooth_pairing_with_bluetooth_off_is_skipped_with_the_reason(
+    make_bridge: Callable[..., BridgeProcess], probe: MqttProbe
+) -> None:
+    bridge = make_bridge(start=False, controller={"bluetooth": False})
+    bridge.data_dir.mkdir(parents=True)
+    keys = {"AccessoryLTPK": "00" * 32, "iOSPairingId": "bridge", "iOSDeviceLTSK": "00" * 32}
+    pairing = {"AccessoryPairingID": "AA:BB:CC:DD:EE:01", "Connection": "BLE", **keys}
+    stored = {"version": 1, "pairings": {ALIAS: pairing}}
+    (bridge.data_dir / "controller-pairings.json").write_text(json.dumps(stored))
+    bridge.start()
+    skipped = await probe.wait_message(
+        "HomeKit/bridge/event", lambda m: json.loads(m.payload)["type"] == "pairing_skipped"
+    )
+    event = json.loads(skipped.payload)
+    assert event["device"] == ALIAS
+    assert "Bluetooth is off here (controller.bluetooth)" in event["message"], event
+    # The rest of the bridge works.
     await probe.publish("HomeKit/esp/Switch/On", "1")
     await probe.wait_message("HomeKit/bridge/devices", lambda m: b'"esp"' in m.payload)

@@ -105,6 +105,11 @@ class BridgeProcess:
         assert self._proc is not None
         return self._proc.pid
 
+    def mapped_files(self) -> set[str]:
+        """The files the process has mapped: its Python's compiled extension modules."""
+        lines = Path(f"/proc/{self.pid}/maps").read_text().splitlines()
+        return {line.split(maxsplit=5)[5] for line in lines if len(line.split(maxsplit=5)) == 6}
+
     def open_files(self) -> int:
         return len(list(Path(f"/proc/{self.pid}/fd").iterdir()))
 

@@ -14,9 +14,8 @@ import asyncio
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from aiohomekit.controller.ble.pairing import BlePairing
-from aiohomekit.controller.coap.pairing import CoAPPairing
 from aiohomekit.exceptions import HomeKitException
+from aiohomekit.model import Transport
 
 from .base import wait_changed
 from .ble import BleLink
@@ -71,8 +70,9 @@ class Link(Protocol):
 
 def make_link(pairing: Any, name: str) -> Link:
     """The link for the pairing's transport (`name` is what the log calls it)."""
-    if isinstance(pairing, CoAPPairing):
+    # By what the pairing says, not its class: the Bluetooth one is imported only when on.
+    if pairing.transport is Transport.COAP:
         return CoapLink(pairing, name)
-    if isinstance(pairing, BlePairing):
+    if pairing.transport is Transport.BLE:
         return BleLink(pairing, name)
     return IpLink(pairing, name)
