@@ -21,7 +21,7 @@ import pytest
 from aiohomekit import protocol
 from aiohomekit.characteristic_cache import CharacteristicCacheMemory
 from aiohomekit.controller import Controller
-from aiohomekit.controller.abstract import AbstractController, AbstractPairing
+from aiohomekit.controller.abstract import AbstractController, AbstractPairing, TransportType
 from aiohomekit.controller.coap.connection import CoAPHomeKitConnection
 from aiohomekit.controller.coap.pairing import CoAPPairing
 from aiohomekit.controller.ip.connection import HomeKitConnection
@@ -253,6 +253,25 @@ async def test_aiohomekit_controller_on_the_shared_zeroconf() -> None:
             assert_params(Controller.load_pairing, ["self", "alias", "pairing_data"], AIOHOMEKIT)
         finally:
             await aiohomekit_adapter.stop_controller(controller, browsers)
+    finally:
+        await zeroconf.async_close()
+
+
+async def test_aiohomekit_bluetooth_transport_follows_the_setting() -> None:
+    # start_controller sets the module name Controller.async_start reads, every start.
+    assert "if BLE_TRANSPORT_SUPPORTED:" in inspect.getsource(Controller.async_start), (
+        f"{AIOHOMEKIT}: how the controller decides on Bluetooth changed (start_controller)"
+    )
+    zeroconf = AsyncZeroconf(interfaces=["127.0.0.1"])
+    try:
+        for bluetooth in (False, True, False):
+            controller, browsers = await aiohomekit_adapter.start_controller(
+                zeroconf, bluetooth=bluetooth
+            )
+            try:
+                assert (TransportType.BLE in controller.transports) is bluetooth
+            finally:
+                await aiohomekit_adapter.stop_controller(controller, browsers)
     finally:
         await zeroconf.async_close()
 
