@@ -84,7 +84,7 @@ class App:
                 router=self.router,
                 zeroconf=zeroconf,
             )
-            self.exposer = ExposerSide(
+            exposer = self.exposer = ExposerSide(
                 config=self.config,
                 link=self.link,
                 api=self.api,
@@ -92,6 +92,7 @@ class App:
                 zeroconf=zeroconf,
                 version=__version__,
             )
+            self.controller.mqtt_devices = lambda: exposer.devices.registry.devices
             self.exposer.bridges.changed = self.api.publish_info
             self.api.set_info(self._info)
             BridgeRequests(

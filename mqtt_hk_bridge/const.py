@@ -45,6 +45,8 @@ DISCOVERY_ORIGIN: Final = "mqtt-hk-bridge"
 
 #: The HAP side's state file in data_dir (keys, pairings, and its device id as `mac`).
 HAP_STATE_FILE: Final = "homekit-state.json"
+#: The accessory side's devices (exposer/device_store.py); the controller side reads their ids.
+ACCESSORY_DEVICES_FILE: Final = "accessory-devices.json"
 
 #: Origin of a device in the catalogue.
 ORIGIN_MQTT: Final = "mqtt"

@@ -48,6 +48,7 @@ from .pairings import (
     discoveries,
     own_hap_device_id,
     pair_accessory,
+    stored_mqtt_devices,
     unpair_accessory,
 )
 from .settings import ControllerSettings
@@ -169,6 +170,7 @@ async def pair(config: Config, device_id: str, setup_code: str, alias: str) -> d
             alias=alias,
             find_timeout=settings.discover_timeout,
             own_device_id=own_hap_device_id(config.data_dir),
+            mqtt_devices=stored_mqtt_devices(config.data_dir),
         )
         await pairing.close()
     return {"alias": alias, "device_id": device_id.lower()}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import logging
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -202,6 +203,26 @@ def own_hap_device_id(data_dir: Path) -> str | None:
     return str(mac).lower() if mac else None
 
 
+def stored_mqtt_devices(data_dir: Path) -> list[str]:
+    """The ids of the devices the accessory side last saved (for a pairing made while the
+    bridge may not run); none when it saved none or the file is unreadable."""
+    try:
+        devices = JsonStore(data_dir / const.ACCESSORY_DEVICES_FILE).load()
+    except StateFileError:
+        return []  # the daemon stops on that itself
+    return [str(device_id) for device_id in devices] if isinstance(devices, dict) else []
+
+
+def alias_clash(alias: str, device_ids: Iterable[str]) -> str | None:
+    """The MQTT device whose topics a pairing called `alias` would take over: `<alias>`
+    itself, or `<alias>-<n>` (the ids of a paired bridge's accessories)."""
+    for device_id in device_ids:
+        rest = device_id[len(alias) + 1 :]
+        if device_id == alias or (device_id.startswith(f"{alias}-") and rest.isdigit()):
+            return device_id
+    return None
+
+
 def describe_discovery(
     discovery: Any, transport: str, store: PairingStore, own_device_id: str | None = None
 ) -> dict[str, Any]:
@@ -277,6 +298,7 @@ async def pair_accessory(
     alias: str,
     find_timeout: float,
     own_device_id: str | None = None,
+    mqtt_devices: Iterable[str] = (),
 ) -> AbstractPairing:
     """Pair-setup with an accessory found on the network; persisted before it is returned.
 
@@ -287,6 +309,12 @@ async def pair_accessory(
     code = normalize_setup_code(setup_code)
     if alias in store:
         raise PairingError(f"alias {alias!r} is already used by a pairing")
+    taken = alias_clash(alias, mqtt_devices)
+    if taken is not None:
+        raise PairingError(
+            f"alias {alias!r} would take over the topics of the MQTT device {taken!r} the "
+            "bridge shows in the Home app; choose another alias, or remove that device first"
+        )
     existing = store.alias_of(device_id)
     if existing is not None:
         raise PairingError(f"{device_id} is already paired as {existing!r}")

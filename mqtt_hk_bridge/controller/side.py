@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import re
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,9 @@ class ControllerSide:
         self._cache = StoredCharacteristicCache(config.data_dir / CACHE_FILE)
         self._retained = RetainedTopics(link)
         self.controller: Controller | None = None
+        #: The ids of the devices the accessory side knows (set by the app): a new pairing's
+        #: alias may not take over their topics.
+        self.mqtt_devices: Callable[[], Iterable[str]] = lambda: ()
         self._bluetooth = False
         self._browsers: list[AsyncServiceBrowser] = []
         self.sessions: dict[str, PairingSession] = {}
@@ -304,6 +308,7 @@ class ControllerSide:
                     alias=alias,
                     find_timeout=body.get("timeout", self.settings.discover_timeout),
                     own_device_id=own_hap_device_id(self._config.data_dir),
+                    mqtt_devices=self.mqtt_devices(),
                 )
             except HomeKitException as err:
                 raise PairingError(

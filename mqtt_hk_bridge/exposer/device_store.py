@@ -7,12 +7,13 @@ import asyncio
 import logging
 from pathlib import Path
 
+from .. import const
 from ..store import JsonStore
 from .registry import Registry
 
 _LOGGER = logging.getLogger(__name__)
 
-DEVICES_FILE = "accessory-devices.json"
+DEVICES_FILE = const.ACCESSORY_DEVICES_FILE
 
 
 class DeviceStore:

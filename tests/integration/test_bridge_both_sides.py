@@ -139,3 +139,34 @@ def _cli(bridge: BridgeProcess, *args: str) -> subprocess.CompletedProcess[str]:
         timeout=60,
         check=False,
     )
+
+
+async def test_an_alias_that_would_take_over_an_mqtt_devices_topics_is_refused(
+    make_bridge, peer: AccessoryProcess, probe: MqttProbe
+) -> None:
+    # A pairing called `kitchen` owns HomeKit/kitchen/... and HomeKit/kitchen-<n>/...: an MQTT
+    # device with such an id would vanish from the Home app and its topics be taken as
+    # commands to the accessory.
+    bridge: BridgeProcess = make_bridge(controller=FAST_CONTROLLER)
+    await probe.publish("HomeKit/kitchen/Switch/On", "1")
+    await probe.publish("HomeKit/porch-2/Switch/On", "1")
+    await probe.wait_message(
+        "HomeKit/bridge/devices", lambda m: b'"kitchen"' in m.payload and b'"porch-2"' in m.payload
+    )
+    request = {"device_id": peer.device_id, "setup_code": peer.pin, "alias": "kitchen"}
+    await probe.publish("HomeKit/bridge/request/pair", json.dumps(request))
+    response = json.loads((await probe.wait_message("HomeKit/bridge/response/pair")).payload)
+    assert response["status"] == "error", response
+    assert "the MQTT device 'kitchen'" in response["error"], response
+
+    # The CLI, which may run without the daemon, reads the devices the daemon saved.
+    await wait_for(
+        lambda: "porch-2" in (bridge.data_dir / "accessory-devices.json").read_text(),
+        message="devices saved",
+    )
+    refused = _cli(bridge, "pair", peer.device_id, peer.pin, "--alias", "porch")
+    assert refused.returncode != 0
+    assert "the MQTT device 'porch-2'" in refused.stderr, refused.stderr
+    assert (await peer.info())["paired"] is False
+    devices = json.loads(probe.messages_on("HomeKit/bridge/devices")[-1].payload)
+    assert {"kitchen", "porch-2"} <= {device["id"] for device in devices}
