@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.event_latency import PIN, PRODUCTION, first_event, meta, stat_row, summary
+from bench.report import run_and_report
 from mqtt_hk_bridge import const
 from tests.support.accessories import SERIAL_NUMBER, char_of
 from tests.support.bridge_process import BridgeProcess
@@ -258,12 +259,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--devices", type=int, default=1000)
     parser.add_argument("--samples", type=int, default=21, help="isolated changes (3 a bridge)")
-    parser.add_argument("--json", type=Path, help="also write the figures to this file")
-    args = parser.parse_args(argv)
-    report = asyncio.run(run(args))
-    print(render(report))
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    run_and_report(parser, argv, run, render)
 
 
 if __name__ == "__main__":

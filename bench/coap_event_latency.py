@@ -12,11 +12,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import Any
 
 from aiocoap.error import LibraryShutdown
@@ -24,6 +22,7 @@ from aiohomekit.controller.coap.pairing import CoAPPairing
 from aiohomekit.exceptions import AccessoryDisconnectedError, EncryptionError
 
 from bench.event_latency import meta, stat_row, summary
+from bench.report import run_and_report
 from tests.peers.coap_accessory import CoapAccessory
 from tests.support.hap_client import loopback_controller
 from tests.support.wait import wait_for
@@ -152,14 +151,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--samples", type=int, default=50, help="samples for a, b and c")
     parser.add_argument("--moves", type=int, default=5, help="samples for d and e")
     parser.add_argument("--spacing", type=float, default=0.1, help="s between events")
-    parser.add_argument("--json", type=Path, help="also write the figures to this file")
-    args = parser.parse_args(argv)
     # aiohomekit's CoAP sockets would otherwise also listen for CoAP over TCP on [::]:5683.
     os.environ.setdefault("AIOCOAP_SERVER_TRANSPORT", "udp6")
-    report = asyncio.run(run(args))
-    print(render(report))
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    run_and_report(parser, argv, run, render)
 
 
 if __name__ == "__main__":

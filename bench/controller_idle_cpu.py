@@ -34,6 +34,7 @@ from typing import Any
 
 from bench.controller_host import THIS_CHECKOUT
 from bench.controller_latency import machine, pair, request
+from bench.report import run_and_report
 from tests.support.accessory_process import AccessoryProcess, PeerError
 from tests.support.controller_harness import BASE
 from tests.support.mosquitto import Mosquitto, MqttProbe
@@ -318,15 +319,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--accessories", type=int, default=50)
     parser.add_argument("--idle", type=float, default=60.0, help="seconds measured")
     parser.add_argument(
-        "--checkout", type=Path, default=THIS_CHECKOUT, help="tree whose controller side runs"
+        "--checkout",
+        type=lambda path: Path(path).resolve(),
+        default=THIS_CHECKOUT,
+        help="tree whose controller side runs",
     )
-    parser.add_argument("--json", type=Path, help="also write the figures to this file")
-    args = parser.parse_args(argv)
-    args.checkout = args.checkout.resolve()
-    report = asyncio.run(run(args))
-    print(render(report))
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    run_and_report(parser, argv, run, render)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.event_latency import meta, stat_row, summary
+from bench.report import run_and_report
 from mqtt_hk_bridge.controller.sessions import STABLE_AFTER
 from mqtt_hk_bridge.controller.settings import ControllerSettings
 from mqtt_hk_bridge.mqtt.topics import availability_topic
@@ -350,8 +351,6 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--poll-interval", type=float, help="controller poll_interval (default: production 300)"
     )
-    parser.add_argument("--json", type=Path, help="also write the figures to this file")
-    args = parser.parse_args(argv)
     # The bridge sets this when its controller starts; the simulator starts first. Without it
     # aiocoap would also listen for CoAP over TCP on [::]:5683.
     os.environ.setdefault("AIOCOAP_SERVER_TRANSPORT", "udp6")
@@ -361,10 +360,7 @@ def main(argv: list[str] | None = None) -> None:
     # aiohomekit warns (with a TLV dump) at every read of Pairings, which the simulator
     # refuses as "invalid request".
     logging.getLogger("aiohomekit.controller.coap.pdu").setLevel(logging.ERROR)
-    report = asyncio.run(run(args))
-    print(render(report))
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    run_and_report(parser, argv, run, render)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ from typing import Any
 from pyhap.accessory import Accessory
 from pyhap.accessory_driver import AccessoryDriver
 
+from bench.report import run_and_report
 from mqtt_hk_bridge import const
 from tests.support.accessories import aid_of, char_of
 from tests.support.bridge_process import REPO_ROOT, BridgeProcess
@@ -448,15 +449,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Event latency of mqtt-hk-bridge on loopback.")
     parser.add_argument("--samples", type=int, default=20, help="samples per latency figure")
-    parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--spacing", type=float, default=1.25, help="s between isolated changes")
     parser.add_argument("--storm-count", type=int, default=1000)
     parser.add_argument("--storm-seconds", type=float, default=3.5, help="0: back to back")
-    args = parser.parse_args(argv)
-    report = asyncio.run(run(args))
-    print(render(report))
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    run_and_report(parser, argv, run, render)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.event_latency import PIN, PRODUCTION, isolated_changes, meta, stat_row, summary
+from bench.report import run_and_report
 from mqtt_hk_bridge import const
 from tests.support.accessories import aid_of, char_of
 from tests.support.bridge_process import BridgeProcess
@@ -295,12 +296,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--samples", type=int, default=20, help="samples per latency figure")
     parser.add_argument("--spacing", type=float, default=1.25, help="s between isolated changes")
     parser.add_argument("--devices", type=int, default=100, help="3 entities each (default 300)")
-    parser.add_argument("--json", type=Path, help="also write the figures to this file")
-    args = parser.parse_args(argv)
-    report = asyncio.run(run(args))
-    print(render(report))
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    run_and_report(parser, argv, run, render)
 
 
 if __name__ == "__main__":

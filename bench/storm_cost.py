@@ -44,6 +44,7 @@ from bench.event_latency import (
     stat_row,
     summary,
 )
+from bench.report import run_and_report
 from bench.storm_publisher import storm_values
 from mqtt_hk_bridge import const
 from tests.support.accessories import aid_of, char_of
@@ -327,12 +328,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--protocol", default="auto", help="our bridge's mqtt.protocol (auto: MQTT 5 here)"
     )
-    parser.add_argument("--json", type=Path, help="also write the figures to this file")
-    args = parser.parse_args(argv)
-    report = asyncio.run(run(args))
-    print(render(report))
-    if args.json:
-        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    run_and_report(parser, argv, run, render)
 
 
 if __name__ == "__main__":
