@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.event_latency import PIN, PRODUCTION, first_event, meta, stat_row, summary
+from bench.event_latency import PIN, PRODUCTION, first_event, meta, stat_header, stat_row, summary
 from bench.report import run_and_report
 from mqtt_hk_bridge import const
 from tests.support.accessories import SERIAL_NUMBER, char_of
@@ -248,8 +248,7 @@ def render(report: dict[str, Any]) -> str:
             f"RSS {report['restart_rss_mb']} MB, {report['rss_after_events_mb']} MB after the "
             "events",
             "",
-            f"{'MQTT publish -> HAP event (ms)':<48} {'n':>3} {'miss':>4}"
-            f"{'min':>8}{'median':>8}{'p95':>8}{'max':>8}",
+            stat_header("MQTT publish -> HAP event (ms)"),
             stat_row("isolated change, round-robin over the bridges", report["event"]),
         ]
     )

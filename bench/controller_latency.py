@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from bench.event_latency import meta, stat_row, summary
+from bench.event_latency import meta, stat_header, stat_row, summary
 from bench.report import run_and_report
 from mqtt_hk_bridge.controller.sessions import STABLE_AFTER
 from mqtt_hk_bridge.controller.settings import ControllerSettings
@@ -337,7 +337,7 @@ def render(report: dict[str, Any]) -> str:
             f"reconnect_min {m['controller_settings']['reconnect_min']} s; "
             f"c/d missed = not on MQTT within {MOVE_TIMEOUT:.0f} s",
             "",
-            f"{'latency (ms)':<48} {'n':>3} {'miss':>4}{'min':>8}{'median':>8}{'p95':>8}{'max':>8}",
+            stat_header("latency (ms)"),
             *(stat_row(label, figures) for label, figures in rows),
         ]
     )

@@ -399,6 +399,11 @@ def meta() -> dict[str, Any]:
     }
 
 
+def stat_header(title: str) -> str:
+    """The header line above `stat_row`s."""
+    return f"{title:<48} {'n':>3} {'miss':>4}{'min':>8}{'median':>8}{'p95':>8}{'max':>8}"
+
+
 def stat_row(label: str, s: dict[str, Any]) -> str:
     if not s.get("n"):
         return f"{label:<48} {0:>3} {s.get('missed', 0):>4}   (no samples)"
@@ -414,7 +419,7 @@ def render(report: dict[str, Any]) -> str:
         f"mqtt-hk-bridge {m['commit']}{dirty}, {m['cpus']} CPUs, Python {m['python']}, "
         f"event_window {m['timing']['event_window']} s, loopback",
         "",
-        f"{'latency (ms)':<48} {'n':>3} {'miss':>4}{'min':>8}{'median':>8}{'p95':>8}{'max':>8}",
+        stat_header("latency (ms)"),
         stat_row("a. MQTT publish -> HAP event (isolated change)", bridge["isolated_change"]),
         stat_row("b. HAP write -> MQTT .../On/set", bridge["home_app_write"]),
         stat_row("c. isolated changes on other devices in storm", storm["other_devices"]),

@@ -18,7 +18,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.event_latency import PIN, PRODUCTION, isolated_changes, meta, stat_row, summary
+from bench.event_latency import (
+    PIN,
+    PRODUCTION,
+    isolated_changes,
+    meta,
+    stat_header,
+    stat_row,
+    summary,
+)
 from bench.report import run_and_report
 from mqtt_hk_bridge import const
 from tests.support.accessories import aid_of, char_of
@@ -267,8 +275,7 @@ def render(report: dict[str, Any]) -> str:
             f"mqtt-hk-bridge {m['commit']}{dirty}, {m['cpus']} CPUs, Python {m['python']}, "
             f"event_window {m['timing']['event_window']} s, loopback",
             "",
-            f"{'MQTT publish -> HAP event, isolated change (ms)':<48} {'n':>3} {'miss':>4}"
-            f"{'min':>8}{'median':>8}{'p95':>8}{'max':>8}",
+            stat_header("MQTT publish -> HAP event, isolated change (ms)"),
             stat_row("seed layout: one plain value", figures["seed"]),
             stat_row("mapped: Zigbee2MQTT-style 5-key JSON", figures["mapped"]),
             stat_row("discovered: the same, via HA discovery", figures["discovered"]),

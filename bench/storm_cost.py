@@ -41,6 +41,7 @@ from bench.event_latency import (
     isolated_changes,
     meta,
     near,
+    stat_header,
     stat_row,
     summary,
 )
@@ -300,8 +301,7 @@ def render(report: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        f"{'isolated change, publish -> HAP event (ms)':<48} {'n':>3} {'miss':>4}"
-        f"{'min':>8}{'median':>8}{'p95':>8}{'max':>8}",
+        stat_header("isolated change, publish -> HAP event (ms)"),
     ]
     for name, b in report["bridges"].items():
         lines.append(stat_row(name, b["isolated_change"]))
