@@ -15,6 +15,7 @@ from typing import Any
 import voluptuous as vol
 
 from . import const
+from .durations import duration
 from .errors import CatalogError, PayloadError
 from .exposer.transforms import JsonPath
 from .homekit.catalog import CharInfo, get_catalog
@@ -46,6 +47,9 @@ class CharMapping:
     retain_command: bool = False
     #: A fixed value (no topic): TemperatureDisplayUnits, a Name...
     value: HapValue | None = None
+    #: Seconds of quiet after which the value returns to off (false, or the lowest value):
+    #: for a sensor that only ever says ON.
+    off_delay: float | None = None
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,7 @@ CHARACTERISTIC = vol.Schema(
         vol.Optional("command_template"): vol.All(str, vol.Length(min=1, max=1024)),
         vol.Optional("retain_command"): bool,
         vol.Optional("value"): vol.Any(bool, int, float, str),
+        vol.Optional("off_delay"): duration(0.1),
     }
 )
 
@@ -163,6 +168,8 @@ def _characteristic(name: str, raw: dict[str, Any], info: CharInfo, path: list[A
         raise vol.Invalid("needs a state_topic, a command_topic or a fixed value", path=path)
     if "value" in raw and ("state_topic" in raw or "command_topic" in raw):
         raise vol.Invalid("a fixed value takes no topics", path=[*path, "value"])
+    if "off_delay" in raw and "state_topic" not in raw:
+        raise vol.Invalid("off_delay needs a state_topic", path=[*path, "off_delay"])
     if "command_topic" in raw and not info.writable:
         raise vol.Invalid(f"{name} is read-only in HomeKit", path=[*path, "command_topic"])
     mapped = "values" in raw or "command_values" in raw
@@ -193,6 +200,7 @@ def _characteristic(name: str, raw: dict[str, Any], info: CharInfo, path: list[A
         command_template=raw.get("command_template"),
         retain_command=raw.get("retain_command", False),
         value=None if constant is None else _hap_value(constant, info, [*path, "value"]),
+        off_delay=raw.get("off_delay"),
     )
 
 

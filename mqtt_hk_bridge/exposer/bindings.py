@@ -35,6 +35,16 @@ Writer = Callable[[HapValue, Siblings], str]
 
 
 @dataclass(frozen=True)
+class ResetAfter:
+    """The value a characteristic returns to by itself once its state topic has been quiet
+    this long after another value (Home Assistant's `off_delay`: a PIR or an RF sensor that
+    only ever says ON)."""
+
+    seconds: float
+    value: HapValue
+
+
+@dataclass(frozen=True)
 class CharBinding:
     key: CharKey
     state_topic: str | None = None
@@ -48,6 +58,7 @@ class CharBinding:
     initial: HapValue | None = None
     #: How the binding reads and writes, for `bridge/devices` (JSON-ready).
     describe: Mapping[str, Any] = field(default_factory=dict)
+    reset: ResetAfter | None = None
 
 
 class AvailabilityMode(enum.Enum):

@@ -25,6 +25,7 @@ from ..routing import Router
 from .bindings import AvailabilityMode, CharBinding, DeviceBinding, Skip, neutral_value
 from .devices import ExposedDevices
 from .registry import Device
+from .resets import ResetTimers
 from .transforms import PayloadView
 
 _LOGGER = logging.getLogger(__name__)
@@ -82,6 +83,7 @@ class BoundDevices:
         self._limiter = _EventLimiter()
         #: Devices a source could not bind, and why (shown in `bridge/devices`).
         self._refused: dict[str, tuple[str, str, dict[str, Any]]] = {}
+        self._resets = ResetTimers(self._reset_due)
 
     # -- binding ------------------------------------------------------------------------
 
@@ -129,6 +131,7 @@ class BoundDevices:
             last = self._last_payload.get(topic)
             if last is not None:
                 self._read(binding, topic, PayloadView(last[0]), live=False)
+        self._resume_resets(binding)
 
     def refuse(
         self, device_id: str, source: str, reason: str, details: dict[str, Any] | None = None
@@ -148,6 +151,7 @@ class BoundDevices:
             return
         self._drop_readers(binding)
         self._availability.pop(device_id, None)
+        self._resets.cancel(device_id)
         self._devices.release(device_id, binding.source)
 
     def _drop_readers(self, binding: DeviceBinding, *, forget_payloads: bool = True) -> None:
@@ -231,6 +235,11 @@ class BoundDevices:
                 self._report(binding.device_id, str(char.key), topic, err, view)
         if values:
             self._store(binding, list(values.items()), live=live, topic=topic)
+            for char in binding.characteristics:
+                if char.reset is not None and char.key in values:
+                    self._resets.shown(
+                        binding.device_id, char.key, values[char.key], self._reset_to(char)
+                    )
         for avail in binding.availability:
             if avail.topic == topic:
                 self._availability_message(binding, topic, avail.read, view)
@@ -254,6 +263,27 @@ class BoundDevices:
                 self._api.event("device_not_added", f"{device_id}: {err}", device=device_id)
             return
         self._devices.set_values(device_id, values, live=live, source=binding.source)
+
+    def _reset_to(self, char: CharBinding) -> tuple[float, HapValue]:
+        assert char.reset is not None
+        info = self._catalog.characteristics[char.key.characteristic]
+        return char.reset.seconds, coerce(char.reset.value, info)
+
+    def _resume_resets(self, binding: DeviceBinding) -> None:
+        """A value remembered from the last run (or read before this binding) returns too."""
+        device = self._devices.registry.devices.get(binding.device_id)
+        for char in binding.characteristics:
+            current = device.value(char.key) if device is not None else None
+            if char.reset is not None and current is not None:
+                reset = self._reset_to(char)
+                self._resets.shown(binding.device_id, char.key, current, reset, restart=False)
+
+    def _reset_due(self, device_id: str, key: CharKey, value: HapValue) -> None:
+        binding = self._bindings.get(device_id)
+        if binding is not None and any(
+            char.key == key and char.reset is not None for char in binding.characteristics
+        ):
+            self._store(binding, [(key, value)], live=True, topic=None)
 
     def _availability_message(
         self, binding: DeviceBinding, topic: str, read: Any, view: PayloadView

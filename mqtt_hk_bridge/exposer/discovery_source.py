@@ -203,19 +203,7 @@ class HomeAssistantDiscovery:
                 )
                 continue
             for service, key in zip(plan.services, keys, strict=True):
-                for spec in service.characteristics:
-                    characteristics.append(
-                        CharBinding(
-                            key=CharKey(key, spec.characteristic),
-                            state_topic=spec.state_topic,
-                            read=spec.read,
-                            command_topic=spec.command_topic,
-                            write=spec.write,
-                            retain_command=spec.retain_command,
-                            initial=spec.initial,
-                            describe=spec.describe,
-                        )
-                    )
+                characteristics.extend(spec.bound(key) for spec in service.characteristics)
             for avail in plan.availability:
                 availability.setdefault(avail.topic, avail)
             entities.append(

@@ -58,6 +58,7 @@ ABBREVIATIONS: Mapping[str, str] = {
     "mode_stat_t": "mode_state_topic",
     "mode_stat_tpl": "mode_state_template",
     "obj_id": "object_id",
+    "off_dly": "off_delay",
     "opt": "optimistic",
     "p": "platform",
     "pct_cmd_t": "percentage_command_topic",

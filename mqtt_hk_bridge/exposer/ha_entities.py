@@ -13,12 +13,22 @@ import json
 import math
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from ..errors import PayloadError
 from ..mqtt.payloads import HapValue
-from .bindings import AvailabilityBinding, AvailabilityMode, Reader, Siblings, Skip, Writer
+from ..mqtt.topics import CharKey, ServiceKey
+from .bindings import (
+    AvailabilityBinding,
+    AvailabilityMode,
+    CharBinding,
+    Reader,
+    ResetAfter,
+    Siblings,
+    Skip,
+    Writer,
+)
 from .colour import hs_to_rgb, hs_to_xy, kelvin_to_mired, rgb_to_hs, xy_to_hs
 from .ha_discovery import Entity
 from .templates import Template
@@ -45,6 +55,8 @@ class Unmappable(Exception):
 
 @dataclass(frozen=True)
 class CharSpec:
+    """A `CharBinding` before its service has its place in the device (`bound`)."""
+
     characteristic: str
     state_topic: str | None = None
     read: Reader | None = None
@@ -53,6 +65,11 @@ class CharSpec:
     retain_command: bool = False
     initial: HapValue | None = None
     describe: Mapping[str, Any] = field(default_factory=dict)
+    reset: ResetAfter | None = None
+
+    def bound(self, service: ServiceKey) -> CharBinding:
+        wiring = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "characteristic"}
+        return CharBinding(key=CharKey(service, self.characteristic), **wiring)
 
 
 @dataclass(frozen=True)
@@ -755,6 +772,7 @@ def _binary_sensor(entity: Entity) -> list[ServiceSpec]:
     template = _template(entity, "value_template")
     payload_on = ha_text(entity.get("payload_on", ON))
     payload_off = ha_text(entity.get("payload_off", OFF))
+    off_delay = _off_delay(entity)
     char = CharSpec(
         characteristic,
         state_topic,
@@ -765,9 +783,21 @@ def _binary_sensor(entity: Entity) -> list[ServiceSpec]:
             payload_on=payload_on,
             payload_off=payload_off,
             device_class=str(device_class),
+            off_delay=off_delay,
         ),
+        reset=ResetAfter(off_delay, off_value) if off_delay else None,
     )
     return [ServiceSpec(service, _slot(entity), (char,))]
+
+
+def _off_delay(entity: Entity) -> float | None:
+    """`off_delay`: seconds after an on state (with no message since) that it turns off."""
+    if entity.config.get("off_delay") is None:
+        return None
+    seconds = _number_option(entity, "off_delay", 0)
+    if seconds < 0:
+        raise Unmappable(f"off_delay {seconds:g} is negative")
+    return seconds
 
 
 def _cover(entity: Entity) -> list[ServiceSpec]:

@@ -16,7 +16,16 @@ from ..homekit.catalog import INTEGER_FORMATS, Catalog, CharInfo
 from ..mapping_config import AvailabilityMapping, CharMapping, DeviceMapping
 from ..mqtt.payloads import HapValue
 from ..mqtt.topics import CharKey, ServiceKey
-from .bindings import AvailabilityBinding, CharBinding, DeviceBinding, Reader, Siblings, Writer
+from .bindings import (
+    AvailabilityBinding,
+    CharBinding,
+    DeviceBinding,
+    Reader,
+    ResetAfter,
+    Siblings,
+    Writer,
+    neutral_value,
+)
 from .bound_devices import BoundDevices
 from .devices import ExposedDevices
 from .transforms import Linear, PayloadView, ValueMap, device_word, render_command
@@ -60,7 +69,7 @@ def _writer(mapping: CharMapping, info: CharInfo) -> Writer:
 
 def _describe(mapping: CharMapping) -> dict[str, Any]:
     described: dict[str, Any] = {}
-    for name in ("state_topic", "command_topic", "command_template", "value"):
+    for name in ("state_topic", "command_topic", "command_template", "value", "off_delay"):
         if getattr(mapping, name) is not None:
             described[name] = getattr(mapping, name)
     if mapping.json_path is not None:
@@ -118,6 +127,9 @@ def device_binding(device_id: str, mapping: DeviceMapping, catalog: Catalog) -> 
                     retain_command=char.retain_command,
                     initial=char.value,
                     describe=_describe(char),
+                    reset=None
+                    if char.off_delay is None
+                    else ResetAfter(char.off_delay, neutral_value(info)),
                 )
             )
     availability = (_availability(mapping.availability),) if mapping.availability else ()

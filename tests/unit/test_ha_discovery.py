@@ -358,6 +358,16 @@ def test_cover_lock_fan_and_climate() -> None:
         ("light", {"schema": "template", "command_topic": "c"}, "schema 'template'"),
         ("binary_sensor", {"state_topic": "s", "device_class": "vibration"}, "vibration"),
         ("switch", {"state_topic": "s", "availability_mode": "most"}, "availability_mode"),
+        (
+            "binary_sensor",
+            {"state_topic": "s", "device_class": "motion", "off_delay": -5},
+            "off_delay -5 is negative",
+        ),
+        (
+            "binary_sensor",
+            {"state_topic": "s", "device_class": "motion", "off_delay": "soon"},
+            "off_delay 'soon' is not a number",
+        ),
     ],
 )
 def test_unmappable_entities_say_why(component: str, config: dict[str, Any], reason: str) -> None:

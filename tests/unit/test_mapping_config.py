@@ -116,6 +116,14 @@ def service(characteristics: str, kind: str = "Switch") -> str:
         ),
         (service("{On: {}}"), "characteristics.On: needs a state_topic, a command_topic"),
         (
+            service("{On: {command_topic: a, off_delay: 30}}"),
+            "characteristics.On.off_delay: off_delay needs a state_topic",
+        ),
+        (
+            service("{On: {state_topic: a, off_delay: 0}}"),
+            "characteristics.On.off_delay: expected a duration >= 0.1 s",
+        ),
+        (
             service("{On: {state_topic: 'a/+/b'}}"),
             "characteristics.On.state_topic: must be an MQTT topic",
         ),
