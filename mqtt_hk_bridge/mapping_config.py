@@ -50,6 +50,9 @@ class CharMapping:
     #: Seconds of quiet after which the value returns to off (false, or the lowest value):
     #: for a sensor that only ever says ON.
     off_delay: float | None = None
+    #: A state message the json_path or value map does not match is another device's (a
+    #: topic several devices share, as behind an RF bridge): skipped without an event.
+    ignore_unmatched: bool = False
 
 
 @dataclass(frozen=True)
@@ -118,6 +121,7 @@ CHARACTERISTIC = vol.Schema(
         vol.Optional("retain_command"): bool,
         vol.Optional("value"): vol.Any(bool, int, float, str),
         vol.Optional("off_delay"): duration(0.1),
+        vol.Optional("ignore_unmatched"): bool,
     }
 )
 
@@ -168,8 +172,9 @@ def _characteristic(name: str, raw: dict[str, Any], info: CharInfo, path: list[A
         raise vol.Invalid("needs a state_topic, a command_topic or a fixed value", path=path)
     if "value" in raw and ("state_topic" in raw or "command_topic" in raw):
         raise vol.Invalid("a fixed value takes no topics", path=[*path, "value"])
-    if "off_delay" in raw and "state_topic" not in raw:
-        raise vol.Invalid("off_delay needs a state_topic", path=[*path, "off_delay"])
+    for option in ("off_delay", "ignore_unmatched"):
+        if option in raw and "state_topic" not in raw:
+            raise vol.Invalid(f"{option} needs a state_topic", path=[*path, option])
     if "command_topic" in raw and not info.writable:
         raise vol.Invalid(f"{name} is read-only in HomeKit", path=[*path, "command_topic"])
     mapped = "values" in raw or "command_values" in raw
@@ -201,6 +206,7 @@ def _characteristic(name: str, raw: dict[str, Any], info: CharInfo, path: list[A
         retain_command=raw.get("retain_command", False),
         value=None if constant is None else _hap_value(constant, info, [*path, "value"]),
         off_delay=raw.get("off_delay"),
+        ignore_unmatched=raw.get("ignore_unmatched", False),
     )
 
 

@@ -23,6 +23,7 @@ from .bindings import (
     Reader,
     ResetAfter,
     Siblings,
+    Skip,
     Writer,
     neutral_value,
 )
@@ -45,7 +46,13 @@ def _reader(mapping: CharMapping) -> Reader:
             return values.read(raw)
         return linear.read(raw) if scaled else raw
 
-    return read
+    def read_own(view: PayloadView) -> Any:
+        try:
+            return read(view)
+        except PayloadError:
+            return Skip.NOTHING
+
+    return read_own if mapping.ignore_unmatched else read
 
 
 def _writer(mapping: CharMapping, info: CharInfo) -> Writer:
@@ -82,6 +89,8 @@ def _describe(mapping: CharMapping) -> dict[str, Any]:
         }
     if (mapping.scale, mapping.offset) != (1.0, 0.0):
         described.update(scale=mapping.scale, offset=mapping.offset)
+    if mapping.ignore_unmatched:
+        described["ignore_unmatched"] = True
     return described
 
 

@@ -136,3 +136,41 @@ def catalogue_entry(probe: MqttProbe, device_id: str) -> dict[str, Any] | None:
     found = probe.messages_on("HomeKit/bridge/devices")
     entries = json.loads(found[-1].payload) if found else []
     return next((entry for entry in entries if entry["id"] == device_id), None)
+
+
+async def test_rf_sensors_sharing_the_rf_bridges_topic_each_take_their_own_codes(
+    make_bridge, probe: MqttProbe
+) -> None:
+    def rf_sensor(kind: str, char: str, code: str, on: object) -> dict[str, Any]:
+        reading = {
+            "state_topic": RF_TOPIC,
+            "json_path": "$.RfReceived.Data",
+            "values": {code: on},
+            "off_delay": 30,
+            "ignore_unmatched": True,
+        }
+        return {"services": [{"type": kind, "characteristics": {char: reading}}]}
+
+    devices = {
+        "hall_door": rf_sensor("ContactSensor", "ContactSensorState", "E5D80E", 1),
+        "hall_pir": rf_sensor("MotionSensor", "MotionDetected", "A1B2C3", True),
+    }
+    bridge: BridgeProcess = make_bridge(devices=devices)
+    home = await paired(bridge)
+    try:
+        await probe.publish(RF_TOPIC, rf_code("A1B2C3"))
+        aid, iid = await char_iid(home, "hall_pir", MOTION_SENSOR, MOTION_DETECTED)
+        assert await home.read(aid, iid) is True
+        # An unknown remote's code and the bridge's answer to a command, then the door's.
+        await probe.publish(RF_TOPIC, rf_code("FFFFFF"))
+        await probe.publish(RF_TOPIC, json.dumps({"RfRaw": {"Data": "AAA055"}}))
+        await probe.publish(RF_TOPIC, rf_code("E5D80E"))
+        door = await char_iid(home, "hall_door", CONTACT_SENSOR, CONTACT_STATE)
+        assert await home.read(*door) == 1
+        assert await home.read(aid, iid) is True
+        # Anything the bridge said about those messages is out before its answer to this.
+        await probe.publish("HomeKit/bridge/request/info", "{}")
+        await probe.wait_message("HomeKit/bridge/response/info")
+        assert probe.messages_on("HomeKit/bridge/event") == []
+    finally:
+        await home.close()
