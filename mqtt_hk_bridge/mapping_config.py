@@ -17,8 +17,9 @@ import voluptuous as vol
 from . import const
 from .durations import duration
 from .errors import CatalogError, PayloadError
+from .exposer.narrowing import Narrowing
 from .exposer.transforms import JsonPath
-from .homekit.catalog import CharInfo, get_catalog
+from .homekit.catalog import NUMERIC_FORMATS, CharInfo, get_catalog
 from .mqtt.payloads import HapValue, coerce
 
 #: The sources a user may turn on, in the order they get a message's device id.
@@ -53,6 +54,9 @@ class CharMapping:
     #: A state message the json_path or value map does not match is another device's (a
     #: topic several devices share, as behind an RF bridge): skipped without an event.
     ignore_unmatched: bool = False
+    #: What the device can do, where that is less than HomeKit's range (its modes, its
+    #: temperature range): the Home app offers only this.
+    narrowing: Narrowing | None = None
 
 
 @dataclass(frozen=True)
@@ -122,6 +126,10 @@ CHARACTERISTIC = vol.Schema(
         vol.Optional("value"): vol.Any(bool, int, float, str),
         vol.Optional("off_delay"): duration(0.1),
         vol.Optional("ignore_unmatched"): bool,
+        vol.Optional("valid_values"): vol.All([vol.Any(bool, int, float, str)], vol.Length(min=1)),
+        vol.Optional("min_value"): vol.Coerce(float),
+        vol.Optional("max_value"): vol.Coerce(float),
+        vol.Optional("min_step"): vol.All(vol.Coerce(float), vol.Range(min=0, min_included=False)),
     }
 )
 
@@ -207,7 +215,52 @@ def _characteristic(name: str, raw: dict[str, Any], info: CharInfo, path: list[A
         value=None if constant is None else _hap_value(constant, info, [*path, "value"]),
         off_delay=raw.get("off_delay"),
         ignore_unmatched=raw.get("ignore_unmatched", False),
+        narrowing=_narrowing(raw, info, path),
     )
+
+
+def _narrowing(raw: dict[str, Any], info: CharInfo, path: list[Any]) -> Narrowing | None:
+    """valid_values, min_value, max_value and min_step: only ever within HomeKit's own."""
+    options = ("valid_values", "min_value", "max_value", "min_step")
+    if not any(option in raw for option in options):
+        return None
+    valid = None
+    if "valid_values" in raw:
+        if info.valid_values is None:
+            raise vol.Invalid(f"{info.name} has no valid values", path=[*path, "valid_values"])
+        where = [*path, "valid_values"]
+        valid = tuple(
+            sorted({int(_hap_value(value, info, where)) for value in raw["valid_values"]})
+        )
+    for option in ("min_value", "max_value", "min_step"):
+        if option in raw and (info.format not in NUMERIC_FORMATS or info.valid_values):
+            raise vol.Invalid(f"{info.name} is not a number with a range", path=[*path, option])
+    low, high = raw.get("min_value"), raw.get("max_value")
+    if low is not None and high is not None and low > high:
+        raise vol.Invalid("min_value is above max_value", path=[*path, "min_value"])
+    narrowing = Narrowing(valid, low, high, raw.get("min_step"))
+    if narrowing.within(info) != narrowing:
+        raise vol.Invalid(
+            f"goes beyond HomeKit's own range for {info.name} "
+            f"({_range(info)}); the bridge only narrows it",
+            path=[*path, next(option for option in options if option in raw)],
+        )
+    return narrowing
+
+
+def _range(info: CharInfo) -> str:
+    if info.valid_values is not None:
+        return "valid values " + ", ".join(str(value) for value in info.valid_values)
+    parts = [
+        f"{name} {value:g}"
+        for name, value in (
+            ("min", info.min_value),
+            ("max", info.max_value),
+            ("step", info.min_step),
+        )
+        if value is not None
+    ]
+    return ", ".join(parts) or "no range"
 
 
 def _device_mapping(options: dict[str, Any]) -> DeviceMapping:

@@ -14,6 +14,7 @@ from typing import Any
 from ..homekit.catalog import INTEGER_FORMATS, CharInfo
 from ..mqtt.payloads import HapValue
 from ..mqtt.topics import CharKey
+from .narrowing import Narrowing
 from .transforms import PayloadView
 
 
@@ -59,6 +60,8 @@ class CharBinding:
     #: How the binding reads and writes, for `bridge/devices` (JSON-ready).
     describe: Mapping[str, Any] = field(default_factory=dict)
     reset: ResetAfter | None = None
+    #: What the device can do of it, where that is less than HomeKit's range.
+    narrowing: Narrowing | None = None
 
 
 class AvailabilityMode(enum.Enum):

@@ -24,6 +24,7 @@ from ..mqtt.topics import CharKey
 from ..routing import Router
 from .bindings import AvailabilityMode, CharBinding, DeviceBinding, Skip, neutral_value
 from .devices import ExposedDevices
+from .narrowing import Narrowing
 from .registry import Device
 from .resets import ResetTimers
 from .transforms import PayloadView
@@ -84,6 +85,8 @@ class BoundDevices:
         #: Devices a source could not bind, and why (shown in `bridge/devices`).
         self._refused: dict[str, tuple[str, str, dict[str, Any]]] = {}
         self._resets = ResetTimers(self._reset_due)
+        #: Per device: what it can do of its characteristics, within the catalog's ranges.
+        self._narrowed: dict[str, dict[CharKey, Narrowing]] = {}
 
     # -- binding ------------------------------------------------------------------------
 
@@ -107,6 +110,12 @@ class BoundDevices:
         self._refused.pop(device_id, None)
         previous = self._bindings.get(device_id)
         self._bindings[device_id] = binding
+        self._narrowed[device_id] = narrowed = {
+            char.key: char.narrowing.within(self._catalog.characteristics[char.key.characteristic])
+            for char in binding.characteristics
+            if char.narrowing is not None
+        }
+        self._devices.set_narrowing(device_id, narrowed)
         if previous is not None:
             self._drop_readers(previous, forget_payloads=False)
             bound = {char.key for char in binding.characteristics}
@@ -151,6 +160,7 @@ class BoundDevices:
             return
         self._drop_readers(binding)
         self._availability.pop(device_id, None)
+        self._narrowed.pop(device_id, None)
         self._resets.cancel(device_id)
         self._devices.release(device_id, binding.source)
 
@@ -187,11 +197,16 @@ class BoundDevices:
         """Constants always; a first value for what can be controlled (and buttons) only
         until the device or the Home app gives another."""
         device = self._devices.registry.devices.get(binding.device_id)
+        narrowed = self._narrowed.get(binding.device_id, {})
         values: dict[CharKey, HapValue] = {}
         for char in binding.characteristics:
+            info = self._catalog.characteristics[char.key.characteristic]
             initial = char.initial
             if initial is None and char.command_topic is not None:
-                initial = neutral_value(self._catalog.characteristics[char.key.characteristic])
+                initial = neutral_value(info)
+            narrowing = narrowed.get(char.key)
+            if initial is not None and narrowing is not None and not narrowing.allows(initial):
+                initial = narrowing.neutral(info)
             if initial is None or char.key in values:
                 continue
             current = device.value(char.key) if device is not None else None
@@ -221,6 +236,7 @@ class BoundDevices:
         if not view.payload:
             return  # a cleared retained topic: the device said nothing new
         values: dict[CharKey, HapValue] = {}
+        narrowed = self._narrowed.get(binding.device_id, {})
         for char in binding.characteristics:
             if char.state_topic != topic or char.read is None:
                 continue
@@ -228,9 +244,9 @@ class BoundDevices:
                 raw = char.read(view)
                 if raw is Skip.NOTHING:
                     continue
-                values[char.key] = coerce(
-                    raw, self._catalog.characteristics[char.key.characteristic]
-                )
+                value = coerce(raw, self._catalog.characteristics[char.key.characteristic])
+                narrowing = narrowed.get(char.key)
+                values[char.key] = value if narrowing is None else narrowing.check(value)
             except PayloadError as err:
                 self._report(binding.device_id, str(char.key), topic, err, view)
         if values:
@@ -262,7 +278,13 @@ class BoundDevices:
             if self._limiter.allow(device_id, "room"):
                 self._api.event("device_not_added", f"{device_id}: {err}", device=device_id)
             return
-        self._devices.set_values(device_id, values, live=live, source=binding.source)
+        self._devices.set_values(
+            device_id,
+            values,
+            live=live,
+            source=binding.source,
+            narrowed=self._narrowed.get(device_id),
+        )
 
     def _reset_to(self, char: CharBinding) -> tuple[float, HapValue]:
         assert char.reset is not None

@@ -17,6 +17,7 @@ from ..mqtt.payloads import HapValue, coerce
 from ..mqtt.topics import CharKey, ServiceKey
 from .hap_adapter import BridgeDriver
 from .ids import IdStore
+from .narrowing import Narrowing
 from .registry import Device
 
 WriteHandler = Callable[[str, CharKey, HapValue], None]
@@ -121,12 +122,23 @@ def build_accessory(
         for char in service.characteristics:
             char_key = CharKey(key, name_of(char))
             accessory.characteristics[char_key] = char
-            if char_key.characteristic in values:
-                show_value(char, values[char_key.characteristic])
+            narrowing = device.narrowed.get(char_key)
+            if narrowing is not None:
+                narrow(char, narrowing)
+            value = values.get(char_key.characteristic)
+            if value is not None and (narrowing is None or narrowing.allows(value)):
+                show_value(char, value)
             if "pw" in char.properties["Permissions"]:
                 info = catalog.characteristics[char_key.characteristic]
                 char.setter_callback = _writer(on_write, device.device_id, char_key, char, info)
     return accessory
+
+
+def narrow(char: Characteristic, narrowing: Narrowing) -> None:
+    """Offer the Home app only what the device can do (HAP-python validates writes by it)."""
+    properties, valid_values = narrowing.hap_properties()
+    if properties or valid_values:
+        char.override_properties(properties or None, valid_values or None)
 
 
 def show_value(char: Characteristic, value: HapValue) -> None:

@@ -24,6 +24,7 @@ from .bridge_assignments import NoRoom
 from .device_filter import device_filter
 from .device_store import DeviceStore
 from .hap_bridges import HapBridges
+from .narrowing import Narrowing
 from .notify import Pace, pace_of
 from .registry import Change, Device, Registry
 
@@ -237,10 +238,12 @@ class ExposedDevices:
         *,
         live: bool,
         source: str = const.SOURCE_HOMEKIT_TOPICS,
+        narrowed: dict[CharKey, Narrowing] | None = None,
     ) -> None:
         """Several values from one message, each checked with `check_room` first: the
         accessory is rebuilt at most once, and the events go out together (HAP-python
-        sends the events of one loop turn in one frame)."""
+        sends the events of one loop turn in one frame). `narrowed`: what the device can
+        do, from its source, for a device that may be new (`set_narrowing`)."""
         was_available = self.available(device_id)
         now = time.time()
         events: list[tuple[CharKey, HapValue, Pace]] = []
@@ -256,6 +259,8 @@ class ExposedDevices:
             elif live:
                 # Every press is an event, the same button twice included.
                 events.append((key, value, pace))
+        if narrowed is not None and self.registry.set_narrowing(device_id, narrowed):
+            structure = True
         if live:
             # A live message proves the device is up, whether or not it says `online` too.
             self.registry.set_online(device_id, True, now)
@@ -267,6 +272,13 @@ class ExposedDevices:
                 self.bridges.set_value(device_id, key, value, pace)
         if not was_available and self.available(device_id):
             self.availability_changed(device_id)
+
+    def set_narrowing(self, device_id: str, narrowed: dict[CharKey, Narrowing]) -> None:
+        """What the device can do of its characteristics, from its source: the accessory
+        is built again when that changed."""
+        if self.registry.set_narrowing(device_id, narrowed):
+            self._store.changed()
+            self._structure_changed(device_id)
 
     def clear_value(self, device_id: str, key: CharKey) -> None:
         """The device's retained value was cleared: the characteristic goes."""

@@ -31,6 +31,7 @@ from .bindings import (
 )
 from .colour import hs_to_rgb, hs_to_xy, kelvin_to_mired, rgb_to_hs, xy_to_hs
 from .ha_discovery import Entity
+from .narrowing import Narrowing
 from .templates import Template
 from .transforms import PayloadView
 
@@ -66,6 +67,7 @@ class CharSpec:
     initial: HapValue | None = None
     describe: Mapping[str, Any] = field(default_factory=dict)
     reset: ResetAfter | None = None
+    narrowing: Narrowing | None = None
 
     def bound(self, service: ServiceKey) -> CharBinding:
         wiring = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "characteristic"}
@@ -978,6 +980,7 @@ def _climate(entity: Entity) -> list[ServiceSpec]:
 
     modes = [str(mode) for mode in entity.config.get("modes") or list(HVAC_TARGET)]
     auto_word = "auto" if "auto" in modes else "heat_cool"
+    target_modes = tuple(sorted({HVAC_TARGET[mode] for mode in modes if mode in HVAC_TARGET}))
     chars: list[CharSpec] = [
         CharSpec("TemperatureDisplayUnits", initial=0, describe={"value": "celsius"})
     ]
@@ -1007,12 +1010,15 @@ def _climate(entity: Entity) -> list[ServiceSpec]:
                 retain,
                 initial=None if target_state else 20.0,
                 describe=_describe(state_topic=target_state, command_topic=target_command),
+                narrowing=_target_range(entity, to_celsius, fahrenheit=unit == "F"),
             )
         )
     mode_state = _topic(entity, "mode_state_topic")
     mode_command = _topic(entity, "mode_command_topic")
     mode_template = _template(entity, "mode_state_template")
     if mode_state or mode_command:
+        if not target_modes:
+            raise Unmappable(f"none of its modes {modes} is off, heat, cool or auto")
         command = _template(entity, "mode_command_template")
         words = {mode: value for mode, value in HVAC_TARGET.items() if mode in modes}
         names = {0: "off", 1: "heat", 2: "cool", 3: auto_word}
@@ -1026,8 +1032,10 @@ def _climate(entity: Entity) -> list[ServiceSpec]:
                 mode_command,
                 command_writer(command, lambda value: names[int(value)]) if mode_command else None,
                 retain,
-                initial=None if mode_state else 0,
+                initial=None if mode_state else target_modes[0],
                 describe=_describe(state_topic=mode_state, command_topic=mode_command, modes=modes),
+                # The Home app offers only these (a radiator valve: off and heat).
+                narrowing=Narrowing(valid_values=target_modes),
             )
         )
     action_topic = _topic(entity, "action_topic")
@@ -1057,6 +1065,25 @@ def _climate(entity: Entity) -> list[ServiceSpec]:
     if not (current_topic or target_state or target_command or mode_state or mode_command):
         raise Unmappable("climate without temperature or mode topics")
     return [ServiceSpec("Thermostat", _slot(entity), tuple(chars))]
+
+
+def _target_range(
+    entity: Entity, to_celsius: Callable[[float], float], *, fahrenheit: bool
+) -> Narrowing | None:
+    """`min_temp`, `max_temp` and `temp_step` (in the entity's unit), when it gives any."""
+    given = [key for key in ("min_temp", "max_temp", "temp_step") if key in entity.config]
+    if not given:
+        return None
+    low = _number_option(entity, "min_temp", 7) if "min_temp" in given else None
+    high = _number_option(entity, "max_temp", 35) if "max_temp" in given else None
+    step = _number_option(entity, "temp_step", 1) if "temp_step" in given else None
+    if step is not None and step <= 0:
+        raise Unmappable(f"temp_step {step:g} is not positive")
+    return Narrowing(
+        min_value=None if low is None else round(to_celsius(low), 1),
+        max_value=None if high is None else round(to_celsius(high), 1),
+        min_step=None if step is None else round(step * 5 / 9 if fahrenheit else step, 2),
+    )
 
 
 #: A trigger's press kind from the words of its type or subtype -> ProgrammableSwitchEvent.

@@ -91,6 +91,8 @@ def _describe(mapping: CharMapping) -> dict[str, Any]:
         described.update(scale=mapping.scale, offset=mapping.offset)
     if mapping.ignore_unmatched:
         described["ignore_unmatched"] = True
+    if mapping.narrowing is not None:
+        described.update(mapping.narrowing.to_json())
     return described
 
 
@@ -139,6 +141,7 @@ def device_binding(device_id: str, mapping: DeviceMapping, catalog: Catalog) -> 
                     reset=None
                     if char.off_delay is None
                     else ResetAfter(char.off_delay, neutral_value(info)),
+                    narrowing=char.narrowing,
                 )
             )
     availability = (_availability(mapping.availability),) if mapping.availability else ()

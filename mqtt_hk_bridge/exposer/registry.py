@@ -14,6 +14,7 @@ from typing import Any
 from .. import const
 from ..mqtt.payloads import HapValue
 from ..mqtt.topics import CharKey, ServiceKey
+from .narrowing import Narrowing
 
 #: Availability remembered for devices not seen yet (bounded: any topic could name one).
 MAX_EARLY_AVAILABILITY = 1024
@@ -37,6 +38,9 @@ class Device:
     name: str | None = None
     #: The source that reports the device and takes its Home-app writes.
     source: str = const.SOURCE_HOMEKIT_TOPICS
+    #: What the device can do of a characteristic, where that is less than HomeKit's range
+    #: (its source says so: a heating-only thermostat's modes).
+    narrowed: dict[CharKey, Narrowing] = field(default_factory=dict)
 
     @property
     def exposed_services(self) -> list[ServiceKey]:
@@ -123,6 +127,15 @@ class Registry:
         device.online = online
         return changed
 
+    def set_narrowing(self, device_id: str, narrowed: dict[CharKey, Narrowing]) -> bool:
+        """True when the device's narrowing changed (its accessory must be built again);
+        a device not seen yet takes it from its source once it is."""
+        device = self.devices.get(device_id)
+        if device is None or device.narrowed == narrowed:
+            return False
+        device.narrowed = dict(narrowed)
+        return True
+
     def remove(self, device_id: str) -> bool:
         return self.devices.pop(device_id, None) is not None
 
@@ -134,7 +147,7 @@ class Registry:
                 "name": device.name,
                 "source": device.source,
                 "services": [
-                    {"service": key.service, "index": key.index, "values": values}
+                    _service_json(device, key, values)
                     for key, values in sorted(device.services.items())
                 ],
             }
@@ -155,5 +168,19 @@ class Registry:
             for service in raw["services"]:
                 key = ServiceKey(str(service["service"]), int(service["index"]))
                 device.services[key] = dict(service["values"])
+                for name, narrowing in service.get("narrowed", {}).items():
+                    device.narrowed[CharKey(key, name)] = Narrowing.from_json(narrowing)
             registry.devices[device_id] = device
         return registry
+
+
+def _service_json(device: Device, key: ServiceKey, values: dict[str, HapValue]) -> dict[str, Any]:
+    entry: dict[str, Any] = {"service": key.service, "index": key.index, "values": values}
+    narrowed = {
+        char.characteristic: narrowing.to_json()
+        for char, narrowing in sorted(device.narrowed.items(), key=lambda item: str(item[0]))
+        if char.service_key == key
+    }
+    if narrowed:
+        entry["narrowed"] = narrowed
+    return entry

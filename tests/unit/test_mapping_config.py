@@ -3,13 +3,15 @@ device and the key (issue 15, item 1)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
 from mqtt_hk_bridge import const
-from mqtt_hk_bridge.config import load, parse
+from mqtt_hk_bridge.config import Config, load, parse
 from mqtt_hk_bridge.errors import ConfigError
+from mqtt_hk_bridge.exposer.narrowing import Narrowing
 from mqtt_hk_bridge.mapping_config import CharMapping
 
 TASMOTA = """\
@@ -158,3 +160,54 @@ def test_errors_name_the_device_and_the_key(tmp_path: Path, text: str, error: st
         load(path, environ={})
     assert f"{path}: " in str(raised.value)
     assert error in str(raised.value)
+
+
+def load_text(tmp_path: Path, text: str) -> Config:
+    path = tmp_path / "bridge.yaml"
+    path.write_text(text, encoding="utf-8")
+    return load(path, environ={})
+
+
+def test_what_a_mapped_device_can_do_narrows_homekits_range(tmp_path: Path) -> None:
+    heating_only = (
+        "{TargetHeatingCoolingState: {command_topic: t/mode, valid_values: [0, 1]},"
+        " TargetTemperature: {command_topic: t/temp, min_value: 15, max_value: 30, min_step: 0.5}}"
+    )
+    mapping = load_text(tmp_path, service(heating_only, "Thermostat")).devices["plug"].mapping
+    assert mapping is not None
+    [chars] = [mapped.characteristics for mapped in mapping.services]
+    narrowed = {char.characteristic: char.narrowing for char in chars}
+    assert narrowed["TargetHeatingCoolingState"] == Narrowing(valid_values=(0, 1))
+    assert narrowed["TargetTemperature"] == Narrowing(min_value=15, max_value=30, min_step=0.5)
+
+
+@pytest.mark.parametrize(
+    ("chars", "error"),
+    [
+        (
+            "{TargetHeatingCoolingState: {command_topic: t, valid_values: [1, 5]}}",
+            "TargetHeatingCoolingState.valid_values: 5 is not a valid TargetHeatingCoolingState",
+        ),
+        (
+            "{TargetTemperature: {command_topic: t, min_value: 5}}",
+            "TargetTemperature.min_value: goes beyond HomeKit's own range for TargetTemperature",
+        ),
+        (
+            "{TargetTemperature: {command_topic: t, min_value: 30, max_value: 20}}",
+            "TargetTemperature.min_value: min_value is above max_value",
+        ),
+        (
+            "{TargetHeatingCoolingState: {command_topic: t, min_value: 1}}",
+            "min_value: TargetHeatingCoolingState is not a number with a range",
+        ),
+        (
+            "{TargetTemperature: {command_topic: t, valid_values: [20]}}",
+            "valid_values: TargetTemperature has no valid values",
+        ),
+    ],
+)
+def test_narrowing_that_cannot_be_is_refused_with_the_key(
+    tmp_path: Path, chars: str, error: str
+) -> None:
+    with pytest.raises(ConfigError, match=re.escape(error)):
+        load_text(tmp_path, service(chars, "Thermostat"))
