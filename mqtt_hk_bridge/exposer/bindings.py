@@ -89,6 +89,9 @@ class DeviceBinding:
     availability_mode: AvailabilityMode = AvailabilityMode.LATEST
     #: What the device is, for `bridge/devices` (discovery: its entities; mapped: its key).
     describe: Mapping[str, Any] = field(default_factory=dict)
+    #: Silent this long, the device shows "No Response", unless its options say otherwise
+    #: (Home Assistant's `expire_after`); None: the options alone decide.
+    expire_after: float | None = None
 
     def state_topics(self) -> set[str]:
         topics = {char.state_topic for char in self.characteristics if char.state_topic}

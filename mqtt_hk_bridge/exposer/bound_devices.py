@@ -116,6 +116,7 @@ class BoundDevices:
             if char.narrowing is not None
         }
         self._devices.set_narrowing(device_id, narrowed)
+        self._devices.set_source_expiry(device_id, binding.expire_after)
         if previous is not None:
             self._drop_readers(previous, forget_payloads=False)
             bound = {char.key for char in binding.characteristics}
@@ -161,6 +162,7 @@ class BoundDevices:
         self._drop_readers(binding)
         self._availability.pop(device_id, None)
         self._narrowed.pop(device_id, None)
+        self._devices.set_source_expiry(device_id, None)
         self._resets.cancel(device_id)
         self._devices.release(device_id, binding.source)
 

@@ -90,6 +90,12 @@ class LiveDeviceOptions(Mapping[str, DeviceOptions]):
     def stored(self, device_id: str) -> dict[str, Any]:
         return dict(self._stored.get(device_id, {}))
 
+    def sets_expiry(self, device_id: str) -> bool:
+        """Whether bridge.yaml's `devices.<id>` or a request set the device's expire_after."""
+        return "expire_after" in self.configured_keys(device_id) or "expire_after" in (
+            self._stored.get(device_id, {})
+        )
+
     def configured_keys(self, device_id: str) -> frozenset[str]:
         options = self.configured.get(device_id)
         return options.configured if options is not None else frozenset()

@@ -94,6 +94,12 @@ class ExposedDevices:
         self._claims: dict[str, str] = {}
         #: Availability as last shown, to log and republish each change once.
         self._shown_availability: dict[str, bool] = {}
+        #: How long each device may be silent by what its source says (a discovery config's
+        #: `expire_after`), where the device's own options do not say.
+        self._source_expiry: dict[str, float] = {}
+        #: Whether the device's own options set `expire_after` (bridge.yaml's `devices.<id>`
+        #: or a `device/options` request): set by the side that keeps them.
+        self.sets_expiry: Callable[[str], bool] = lambda device_id: False
         bridges.served = self._served
         bridges.not_served = self._not_served
 
@@ -465,7 +471,22 @@ class ExposedDevices:
         device = self.registry.devices.get(device_id)
         if device is None:
             return False
-        return device.available(time.time(), self._config.device_options(device_id).expire_after)
+        return device.available(time.time(), self._expire_after(device_id))
+
+    def set_source_expiry(self, device_id: str, seconds: float | None) -> None:
+        """How long the device may be silent, by what its source says (None: not said)."""
+        if seconds is None:
+            self._source_expiry.pop(device_id, None)
+        else:
+            self._source_expiry[device_id] = seconds
+        if device_id in self.registry.devices:
+            self.availability_changed(device_id)
+
+    def _expire_after(self, device_id: str) -> float | None:
+        source = self._source_expiry.get(device_id)
+        if source is None or self.sets_expiry(device_id):
+            return self._config.device_options(device_id).expire_after
+        return source
 
     def availability_changed(self, device_id: str) -> None:
         """Log and republish the device's availability if it differs from what was shown."""

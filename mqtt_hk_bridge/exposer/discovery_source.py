@@ -188,6 +188,10 @@ class HomeAssistantDiscovery:
                 self._bound.forget_refusal(device_id)
             return
         characteristics = list(self._info(device_id, [item for item, _ in planned]))
+        # The device is silent too long only when each of its entities says how long that
+        # is: the longest of them.
+        expiries = [plan.expire_after for _, plan in planned]
+        expire_after = None if None in expiries else max(e for e in expiries if e is not None)
         entities: list[dict[str, Any]] = []
         availability: dict[str, AvailabilityBinding] = {}
         for item, plan in planned:
@@ -217,6 +221,8 @@ class HomeAssistantDiscovery:
         describe: dict[str, Any] = {"entities": entities}
         if skipped:
             describe["skipped"] = skipped
+        if expire_after is not None:
+            describe["expire_after"] = expire_after
         binding = DeviceBinding(
             device_id=device_id,
             source=SOURCE,
@@ -224,6 +230,7 @@ class HomeAssistantDiscovery:
             availability=tuple(availability.values()),
             availability_mode=planned[0][1].availability_mode,
             describe=describe,
+            expire_after=expire_after,
         )
         try:
             self._bound.bind(binding, prune=self._settled)

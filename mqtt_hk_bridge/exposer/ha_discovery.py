@@ -46,6 +46,7 @@ ABBREVIATIONS: Mapping[str, str] = {
     "dev": "device",
     "dev_cla": "device_class",
     "en": "enabled_by_default",
+    "exp_aft": "expire_after",
     "ent_cat": "entity_category",
     "hs_cmd_t": "hs_command_topic",
     "hs_cmd_tpl": "hs_command_template",

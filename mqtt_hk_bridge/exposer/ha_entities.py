@@ -88,6 +88,8 @@ class EntityPlan:
     services: tuple[ServiceSpec, ...]
     availability: tuple[AvailabilityBinding, ...] = ()
     availability_mode: AvailabilityMode = AvailabilityMode.LATEST
+    #: `expire_after`: silent this long, the entity is unavailable (None: never).
+    expire_after: float | None = None
 
 
 # -- reading the config ---------------------------------------------------------------------
@@ -1169,4 +1171,13 @@ def plan_entity(entity: Entity) -> EntityPlan:
         raise Unmappable("disabled by default (a diagnostic entity)")
     services = plan(entity)
     bindings, mode = availability(entity)
-    return EntityPlan(tuple(services), bindings, mode)
+    return EntityPlan(tuple(services), bindings, mode, _expire_after(entity))
+
+
+def _expire_after(entity: Entity) -> float | None:
+    if not entity.config.get("expire_after"):
+        return None  # absent, or Home Assistant's 0: never
+    seconds = _number_option(entity, "expire_after", 0)
+    if seconds < 0:
+        raise Unmappable(f"expire_after {seconds:g} is negative")
+    return seconds

@@ -77,6 +77,7 @@ class ExposerSide:
             catalogue_changed=api.catalogue_changed,
             event=api.event,
         )
+        self.devices.sets_expiry = self.options.sets_expiry
         if const.SOURCE_HOMEKIT_TOPICS in config.sources:
             source = HomeKitTopicsSource(
                 config=config, link=link, api=api, catalog=catalog, devices=self.devices

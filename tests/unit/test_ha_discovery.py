@@ -368,6 +368,11 @@ def test_cover_lock_fan_and_climate() -> None:
             {"state_topic": "s", "device_class": "motion", "off_delay": "soon"},
             "off_delay 'soon' is not a number",
         ),
+        (
+            "sensor",
+            {"state_topic": "s", "device_class": "temperature", "expire_after": -1},
+            "expire_after -1 is negative",
+        ),
     ],
 )
 def test_unmappable_entities_say_why(component: str, config: dict[str, Any], reason: str) -> None:
