@@ -500,9 +500,11 @@ class GuardedServer(HAPServer):
 
 
 def quiet_hap_protocol_logging() -> None:
-    """HAP-python logs decrypted traffic at DEBUG; keep it out of our logs (secrets). Its
-    pairing record with raw permission bytes goes too (ours says admin or user)."""
+    """HAP-python logs decrypted traffic at DEBUG; keep it out of our logs (secrets). It
+    also logs every TCP connection at INFO, a line per stranger in a flood of them: those
+    show only when the bridge logs at debug. Its pairing record with raw permission bytes
+    goes too (ours says admin or user)."""
     logger = logging.getLogger("pyhap.hap_protocol")
-    if logger.getEffectiveLevel() < logging.INFO:
-        logger.setLevel(logging.INFO)
+    debugging = logger.getEffectiveLevel() <= logging.DEBUG
+    logger.setLevel(logging.INFO if debugging else max(logging.WARNING, logger.level))
     logging.getLogger("pyhap.accessory_driver").addFilter(_QUIET_PAIRING_RECORD)

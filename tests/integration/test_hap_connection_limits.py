@@ -9,6 +9,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
+import pytest
+
 from tests.support.bridge_process import BridgeProcess
 from tests.support.hap_client import HapClient
 from tests.support.wait import wait_for
@@ -74,6 +76,29 @@ async def test_a_flood_of_silent_connections_leaves_room_for_a_controller(
     assert logs.count("Too many HAP connections") == 1, "logged once, not per connection"
     assert "Traceback" not in logs
     print(f"paired and read in {paired_in:.2f} s with 1,100 silent connections open")
+
+
+@pytest.mark.parametrize(("level", "shown"), [("info", False), ("debug", True)])
+async def test_a_flood_of_strangers_is_not_a_log_line_each_at_the_shipped_level(
+    make_bridge: Callable[..., BridgeProcess], level: str, shown: bool
+) -> None:
+    # HAP-python logs every TCP connection at INFO; those lines are for debugging.
+    bridge = make_bridge(log_level=level)
+    with silent_connections(bridge.host, bridge.hap_port, 200, wait=0.2) as flood:
+        assert len(flood) >= 150  # a few may find the accept queue full
+        await wait_for(
+            lambda: "Too many HAP connections" in bridge.logs(), timeout=10, message="noticed"
+        )
+        # Every one accepted by now: the server has taken the last stranger's handshake-less
+        # connection when a controller's request behind them is answered.
+        home = await HapClient.pair(
+            bridge.host, bridge.hap_port, bridge.device_id, bridge.setup_code
+        )
+        await home.close()
+    logs = bridge.logs()
+    connections_logged = logs.count("Connection made")
+    assert connections_logged >= len(flood) if shown else connections_logged == 0
+    assert logs.count("Too many HAP connections") == 1
 
 
 async def test_running_out_of_file_descriptors_is_logged_once(
