@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
+from functools import cached_property
 from typing import Any
 
 from ..homekit.catalog import INTEGER_FORMATS, CharInfo
 from ..mqtt.payloads import HapValue
-from ..mqtt.topics import CharKey
+from ..mqtt.topics import CharKey, ServiceKey
 from .narrowing import Narrowing
 from .transforms import PayloadView
 
@@ -46,8 +47,11 @@ class ResetAfter:
 
 
 @dataclass(frozen=True)
-class CharBinding:
-    key: CharKey
+class CharSpec:
+    """How one characteristic reads its state topic and writes its command topic; a
+    `CharBinding` once its service has its place in the device."""
+
+    characteristic: str
     state_topic: str | None = None
     read: Reader | None = None
     command_topic: str | None = None
@@ -62,6 +66,18 @@ class CharBinding:
     reset: ResetAfter | None = None
     #: What the device can do of it, where that is less than HomeKit's range.
     narrowing: Narrowing | None = None
+
+    def bound(self, service: ServiceKey) -> CharBinding:
+        return CharBinding(**{f.name: getattr(self, f.name) for f in fields(self)}, service=service)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CharBinding(CharSpec):
+    service: ServiceKey
+
+    @cached_property
+    def key(self) -> CharKey:  # read for every characteristic of every message: made once
+        return CharKey(self.service, self.characteristic)
 
 
 class AvailabilityMode(enum.Enum):

@@ -22,9 +22,9 @@ from ..api import BridgeApi
 from ..errors import BridgeError, PayloadError
 from ..mqtt.link import IncomingMessage, MqttLink
 from ..mqtt.payloads import HapValue
-from ..mqtt.topics import CharKey, ServiceKey
+from ..mqtt.topics import ServiceKey
 from ..routing import Router
-from .bindings import AvailabilityBinding, CharBinding, DeviceBinding
+from .bindings import AvailabilityBinding, CharBinding, CharSpec, DeviceBinding
 from .bound_devices import BoundDevices
 from .devices import ExposedDevices
 from .ha_discovery import Entity, parse_config, parse_topic
@@ -258,10 +258,8 @@ class HomeAssistantDiscovery:
             name = announced[0].entity.config.get("name")
             values["Name"] = str(name)[:MAX_INFO_LENGTH] if name else device_id
         return [
-            CharBinding(
-                key=CharKey(ServiceKey(const.INFO_SERVICE), characteristic),
-                initial=value,
-                describe={"value": value},
+            CharSpec(characteristic, initial=value, describe={"value": value}).bound(
+                ServiceKey(const.INFO_SERVICE)
             )
             for characteristic, value in values.items()
         ]

@@ -13,16 +13,15 @@ import json
 import math
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from typing import Any
 
 from ..errors import PayloadError
 from ..mqtt.payloads import HapValue
-from ..mqtt.topics import CharKey, ServiceKey
 from .bindings import (
     AvailabilityBinding,
     AvailabilityMode,
-    CharBinding,
+    CharSpec,
     Reader,
     ResetAfter,
     Siblings,
@@ -52,26 +51,6 @@ PM25_BANDS = (12.0, 35.0, 55.0, 150.0)
 
 class Unmappable(Exception):
     """The entity has no HomeKit form; the message says why."""
-
-
-@dataclass(frozen=True)
-class CharSpec:
-    """A `CharBinding` before its service has its place in the device (`bound`)."""
-
-    characteristic: str
-    state_topic: str | None = None
-    read: Reader | None = None
-    command_topic: str | None = None
-    write: Writer | None = None
-    retain_command: bool = False
-    initial: HapValue | None = None
-    describe: Mapping[str, Any] = field(default_factory=dict)
-    reset: ResetAfter | None = None
-    narrowing: Narrowing | None = None
-
-    def bound(self, service: ServiceKey) -> CharBinding:
-        wiring = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "characteristic"}
-        return CharBinding(key=CharKey(service, self.characteristic), **wiring)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from ..errors import BridgeError, PayloadError
 from ..homekit.catalog import INTEGER_FORMATS, Catalog, CharInfo
 from ..mapping_config import AvailabilityMapping, CharMapping, DeviceMapping
 from ..mqtt.payloads import HapValue
-from ..mqtt.topics import CharKey, ServiceKey
+from ..mqtt.topics import ServiceKey
 from .bindings import (
     AvailabilityBinding,
     CharBinding,
@@ -130,7 +130,8 @@ def device_binding(device_id: str, mapping: DeviceMapping, catalog: Catalog) -> 
             info = catalog.characteristics[char.characteristic]
             characteristics.append(
                 CharBinding(
-                    key=CharKey(ServiceKey(service.service, service.index), char.characteristic),
+                    characteristic=char.characteristic,
+                    service=ServiceKey(service.service, service.index),
                     state_topic=char.state_topic,
                     read=_reader(char) if char.state_topic else None,
                     command_topic=char.command_topic,

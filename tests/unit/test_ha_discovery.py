@@ -10,14 +10,14 @@ from typing import Any
 import pytest
 
 from mqtt_hk_bridge.errors import PayloadError
-from mqtt_hk_bridge.exposer.bindings import AvailabilityMode, Skip
+from mqtt_hk_bridge.exposer.bindings import AvailabilityMode, CharSpec, Skip
 from mqtt_hk_bridge.exposer.ha_discovery import (
     Entity,
     parse_config,
     parse_topic,
     safe_device_id,
 )
-from mqtt_hk_bridge.exposer.ha_entities import CharSpec, EntityPlan, Unmappable, plan_entity
+from mqtt_hk_bridge.exposer.ha_entities import EntityPlan, Unmappable, plan_entity
 from mqtt_hk_bridge.exposer.service_slots import ServiceSlots
 from mqtt_hk_bridge.exposer.transforms import PayloadView
 from mqtt_hk_bridge.mqtt.topics import ServiceKey
