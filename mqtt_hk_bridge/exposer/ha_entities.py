@@ -200,6 +200,32 @@ def _on_off(entity: Entity) -> tuple[str, str, str, str]:
     )
 
 
+def _controlled(
+    characteristic: str,
+    topics: tuple[str | None, str | None],
+    read: Reader,
+    write: Writer,
+    retain: bool,
+    *,
+    optimistic: HapValue,
+    **options: Any,
+) -> CharSpec:
+    """A characteristic read from a state topic and written to a command topic, either of
+    which an entity may leave out. Without a state topic it is optimistic: it starts at
+    `optimistic` and then shows what was last written."""
+    state_topic, command_topic = topics
+    return CharSpec(
+        characteristic,
+        state_topic,
+        read if state_topic else None,
+        command_topic,
+        write if command_topic else None,
+        retain,
+        initial=None if state_topic else optimistic,
+        **options,
+    )
+
+
 def _describe(**items: Any) -> dict[str, Any]:
     return {key: value for key, value in items.items() if value is not None}
 
@@ -297,17 +323,13 @@ def _on_characteristic(entity: Entity, state_key: str, template_key: str) -> Cha
     command_topic = _topic(entity, "command_topic")
     template = _template(entity, template_key)
     command_template = _template(entity, "command_template")
-    return CharSpec(
+    return _controlled(
         "On",
-        state_topic,
-        words_reader(template, {state_on: True, state_off: False}) if state_topic else None,
-        command_topic,
-        command_writer(command_template, lambda on: payload_on if on else payload_off)
-        if command_topic
-        else None,
-        retain_command=bool(entity.get("retain", False)),
-        # Without a state topic the switch is optimistic: it shows what was last written.
-        initial=None if state_topic else False,
+        (state_topic, command_topic),
+        words_reader(template, {state_on: True, state_off: False}),
+        command_writer(command_template, lambda on: payload_on if on else payload_off),
+        bool(entity.get("retain", False)),
+        optimistic=False,
         describe=_describe(
             state_topic=state_topic,
             value_template=template.text if template else None,
@@ -498,18 +520,13 @@ def _default_light(entity: Entity) -> list[CharSpec]:
         template = _template(entity, "brightness_value_template")
         command = _template(entity, "brightness_command_template")
         chars.append(
-            CharSpec(
+            _controlled(
                 "Brightness",
-                brightness_state,
-                number_reader(template, lambda raw: raw * 100 / scale, clamp=(0, 100))
-                if brightness_state
-                else None,
-                brightness_command,
-                command_writer(command, lambda level: round(float(level) * scale / 100))
-                if brightness_command
-                else None,
+                (brightness_state, brightness_command),
+                number_reader(template, lambda raw: raw * 100 / scale, clamp=(0, 100)),
+                command_writer(command, lambda level: round(float(level) * scale / 100)),
                 retain,
-                initial=None if brightness_state else 100,
+                optimistic=100,
                 describe=_describe(
                     state_topic=brightness_state,
                     value_template=template.text if template else None,
@@ -529,21 +546,16 @@ def _default_light(entity: Entity) -> list[CharSpec]:
             return kelvin_to_mired(raw) if kelvin else raw
 
         chars.append(
-            CharSpec(
+            _controlled(
                 "ColorTemperature",
-                temperature_state,
-                number_reader(template, to_mireds, clamp=(MIREDS_MIN, MIREDS_MAX))
-                if temperature_state
-                else None,
-                temperature_command,
+                (temperature_state, temperature_command),
+                number_reader(template, to_mireds, clamp=(MIREDS_MIN, MIREDS_MAX)),
                 command_writer(
                     command,
                     lambda mireds: round(kelvin_to_mired(float(mireds))) if kelvin else mireds,
-                )
-                if temperature_command
-                else None,
+                ),
                 retain,
-                initial=None if temperature_state else MIREDS_MIN,
+                optimistic=MIREDS_MIN,
                 describe=_describe(
                     state_topic=temperature_state,
                     value_template=template.text if template else None,
@@ -918,14 +930,13 @@ def _fan(entity: Entity) -> list[ServiceSpec]:
             return math.ceil(float(value) * (high - low + 1) / 100) + round(low) - 1
 
         chars.append(
-            CharSpec(
+            _controlled(
                 "RotationSpeed",
-                state_topic,
-                number_reader(template, percent, clamp=(0, 100)) if state_topic else None,
-                command_topic,
-                command_writer(command, device_speed) if command_topic else None,
+                (state_topic, command_topic),
+                number_reader(template, percent, clamp=(0, 100)),
+                command_writer(command, device_speed),
                 bool(entity.get("retain", False)),
-                initial=None if state_topic else 100,
+                optimistic=100,
                 describe=_describe(
                     state_topic=state_topic, command_topic=command_topic, speed_range=[low, high]
                 ),
@@ -982,14 +993,13 @@ def _climate(entity: Entity) -> list[ServiceSpec]:
         template = _template(entity, "temperature_state_template")
         command = _template(entity, "temperature_command_template")
         chars.append(
-            CharSpec(
+            _controlled(
                 "TargetTemperature",
-                target_state,
-                number_reader(template, to_celsius, clamp=(10, 38)) if target_state else None,
-                target_command,
-                command_writer(command, from_celsius) if target_command else None,
+                (target_state, target_command),
+                number_reader(template, to_celsius, clamp=(10, 38)),
+                command_writer(command, from_celsius),
                 retain,
-                initial=None if target_state else 20.0,
+                optimistic=20.0,
                 describe=_describe(state_topic=target_state, command_topic=target_command),
                 narrowing=_target_range(entity, to_celsius, fahrenheit=unit == "F"),
             )
@@ -1004,16 +1014,13 @@ def _climate(entity: Entity) -> list[ServiceSpec]:
         words = {mode: value for mode, value in HVAC_TARGET.items() if mode in modes}
         names = {0: "off", 1: "heat", 2: "cool", 3: auto_word}
         chars.append(
-            CharSpec(
+            _controlled(
                 "TargetHeatingCoolingState",
-                mode_state,
-                words_reader(mode_template, words, ignore=frozenset(modes) - set(words))
-                if mode_state
-                else None,
-                mode_command,
-                command_writer(command, lambda value: names[int(value)]) if mode_command else None,
+                (mode_state, mode_command),
+                words_reader(mode_template, words, ignore=frozenset(modes) - set(words)),
+                command_writer(command, lambda value: names[int(value)]),
                 retain,
-                initial=None if mode_state else target_modes[0],
+                optimistic=target_modes[0],
                 describe=_describe(state_topic=mode_state, command_topic=mode_command, modes=modes),
                 # The Home app offers only these (a radiator valve: off and heat).
                 narrowing=Narrowing(valid_values=target_modes),
