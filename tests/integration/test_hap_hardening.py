@@ -24,13 +24,13 @@ from mqtt_hk_bridge.exposer.pair_setup import (
     PairSetupGuard,
     reset_pair_setup_attempts,
 )
+from tests.peers.tlv8 import PairingError
 from tests.support.bridge_process import BridgeProcess
 from tests.support.hap_client import HapClient
 from tests.support.hap_raw import (
     ControllerKeys,
     RawHapConnection,
     Tlv,
-    TlvError,
     continue_pair_setup,
     error_of,
     guess,
@@ -67,20 +67,20 @@ async def test_wrong_codes_lock_pair_setup_until_a_local_reset(
     host, port = bridge.host, bridge.hap_port
 
     # The 100th wrong code is still checked, refused at M4, and counted on disk.
-    assert await guess(host, port, WRONG_CODE) == (None, TlvError.AUTHENTICATION)
+    assert await guess(host, port, WRONG_CODE) == (None, PairingError.AUTHENTICATION)
     assert attempts_on_disk(bridge) == MAX_FAILED_ATTEMPTS
     assert stat.S_IMODE((bridge.data_dir / ATTEMPTS_FILE).stat().st_mode) == 0o600
 
     # From now on M1 is refused before any SRP work, even for the right code ...
-    assert await guess(host, port, bridge.setup_code) == (TlvError.MAX_TRIES, None)
+    assert await guess(host, port, bridge.setup_code) == (PairingError.MAX_TRIES, None)
     # ... and after a restart.
     assert bridge.stop() == 0
     bridge.start()
-    assert await guess(host, port, bridge.setup_code) == (TlvError.MAX_TRIES, None)
+    assert await guess(host, port, bridge.setup_code) == (PairingError.MAX_TRIES, None)
 
     # The local reset (`mqtt-hk-bridge reset-pair-setup`) unlocks the running bridge.
     assert reset_pair_setup_attempts(bridge.data_dir) == MAX_FAILED_ATTEMPTS
-    assert await guess(host, port, WRONG_CODE) == (None, TlvError.AUTHENTICATION)
+    assert await guess(host, port, WRONG_CODE) == (None, PairingError.AUTHENTICATION)
     assert attempts_on_disk(bridge) == 1
     # The right code pairs and resets the counter (ADK: on the accepted proof).
     pairing = await pair_setup(host, port, bridge.setup_code)
@@ -94,11 +94,11 @@ async def test_hap_python_backoff_slows_a_guesser_and_every_guess_is_counted(
 ) -> None:
     host, port = bridge.host, bridge.hap_port
     for _ in range(5):
-        assert await guess(host, port, WRONG_CODE) == (None, TlvError.AUTHENTICATION)
+        assert await guess(host, port, WRONG_CODE) == (None, PairingError.AUTHENTICATION)
     assert attempts_on_disk(bridge) == 5
     # HAP-python 5.2 answers Busy for 60 s after 5 wrong proofs, even to the right code; a
     # refused M1 checks no proof, so nothing more is counted.
-    assert await guess(host, port, bridge.setup_code) == (TlvError.BUSY, None)
+    assert await guess(host, port, bridge.setup_code) == (PairingError.BUSY, None)
     assert attempts_on_disk(bridge) == 5
 
 
@@ -127,7 +127,7 @@ async def test_srp_key_a_multiple_of_n_does_not_replace_the_setup_code(
     async with await RawHapConnection.open(bridge.host, bridge.hap_port) as conn:
         m2 = await start_pair_setup(conn)
         m4 = await conn.post_tlv("/pair-setup", illegal_key_proof(m2).m3())
-        assert error_of(m4) is TlvError.AUTHENTICATION
+        assert error_of(m4) is PairingError.AUTHENTICATION
     assert attempts_on_disk(bridge) == 1
     assert state_file(bridge)["paired_clients"] == {}
 
@@ -147,7 +147,7 @@ async def test_second_pair_setup_is_busy_and_cannot_disturb_the_first(
 
         async def legit_m1() -> Tlv | None:
             m2 = await start_pair_setup(legit)
-            return None if error_of(m2) is TlvError.BUSY else m2
+            return None if error_of(m2) is PairingError.BUSY else m2
 
         m2: Tlv = await wait_for(legit_m1, timeout=2.0, message="M1 after the abandoned session")
         assert error_of(m2) is None
@@ -155,7 +155,7 @@ async def test_second_pair_setup_is_busy_and_cannot_disturb_the_first(
         # An attacker's M1 every 100 ms on other connections. HAP-python keeps one SRP
         # session per accessory: each M1 replaced the legitimate controller's, whose M3
         # then failed at M4.
-        attacks: list[TlvError | None] = []
+        attacks: list[PairingError | None] = []
         for _ in range(5):
             async with await RawHapConnection.open(host, port) as attacker:
                 attacks.append(error_of(await start_pair_setup(attacker)))
@@ -165,14 +165,14 @@ async def test_second_pair_setup_is_busy_and_cannot_disturb_the_first(
             m4 = await attacker.post_tlv("/pair-setup", srp_proof(m2, WRONG_CODE).m3())
 
         pairing = await continue_pair_setup(legit, m2, bridge.setup_code)
-        assert attacks == [TlvError.BUSY] * 5
-        assert error_of(m4) is TlvError.UNKNOWN
+        assert attacks == [PairingError.BUSY] * 5
+        assert error_of(m4) is PairingError.UNKNOWN
 
     assert attempts_on_disk(bridge) == 0  # Busy is refused before any proof is checked
     async with HapClient.from_pairing_data(pairing) as home:
         assert await home.list_accessories()
     # Paired: pair-setup is unavailable to everyone now.
-    assert await guess(host, port, bridge.setup_code) == (TlvError.UNAVAILABLE, None)
+    assert await guess(host, port, bridge.setup_code) == (PairingError.UNAVAILABLE, None)
 
 
 def test_pair_setup_session_expires_after_30_s(tmp_path: Path) -> None:
@@ -180,7 +180,7 @@ def test_pair_setup_session_expires_after_30_s(tmp_path: Path) -> None:
     guard = PairSetupGuard(FailedAttempts(tmp_path / ATTEMPTS_FILE), clock=lambda: now[0])
     assert guard.begin("first") is None
     now[0] = PAIR_SETUP_TIMEOUT - 0.1
-    assert guard.begin("second") == bytes([TlvError.BUSY])
+    assert guard.begin("second") == bytes([PairingError.BUSY])
     # Restarting on the same connection does not extend the session.
     assert guard.begin("first") is None
     now[0] = PAIR_SETUP_TIMEOUT
@@ -198,11 +198,11 @@ def _user_client(bridge: BridgeProcess, home: HapClient, keys: ControllerKeys) -
     )
 
 
-async def _pairings(client: HapClient, body: list[Any]) -> TlvError | None:
+async def _pairings(client: HapClient, body: list[Any]) -> PairingError | None:
     """POST /pairings on client's verified session; the kTLVError of the answer."""
     await client.connect()
     reply = dict(await client.pairing.connection.post_tlv("/pairings", body))
-    return TlvError(reply[TLV.kTLVType_Error][0]) if TLV.kTLVType_Error in reply else None
+    return PairingError(reply[TLV.kTLVType_Error][0]) if TLV.kTLVType_Error in reply else None
 
 
 def _add(keys: ControllerKeys, admin: bool = False, public: bytes | None = None) -> list[Any]:
@@ -234,19 +234,19 @@ async def test_at_most_16_pairings_and_users_cannot_manage_pairings(
     async with _user_client(bridge, home, user_keys) as user:
         assert await user.list_accessories()
         # A user (non-admin) controller may not add, remove or list pairings.
-        assert await _pairings(user, _add(ControllerKeys.generate())) is TlvError.AUTHENTICATION
+        assert await _pairings(user, _add(ControllerKeys.generate())) is PairingError.AUTHENTICATION
         assert await _pairings(user, _remove(home.pairing_data["iOSPairingId"])) is (
-            TlvError.AUTHENTICATION
+            PairingError.AUTHENTICATION
         )
-        assert await _pairings(user, LIST) is TlvError.AUTHENTICATION
+        assert await _pairings(user, LIST) is PairingError.AUTHENTICATION
 
     for _ in range(MAX_PAIRINGS - 2):  # admin + user + 14 = 16
         assert await _pairings(home, _add(ControllerKeys.generate())) is None
-    assert await _pairings(home, _add(ControllerKeys.generate())) is TlvError.MAX_PEERS
+    assert await _pairings(home, _add(ControllerKeys.generate())) is PairingError.MAX_PEERS
     # A known controller may still change its permissions, but never its key.
     assert await _pairings(home, _add(user_keys, admin=True)) is None
     other_key = ControllerKeys.generate().public_bytes
-    assert await _pairings(home, _add(user_keys, public=other_key)) is TlvError.UNKNOWN
+    assert await _pairings(home, _add(user_keys, public=other_key)) is PairingError.UNKNOWN
     pairings = await home.list_pairings()
     assert len(pairings) == MAX_PAIRINGS
     assert len(state_file(bridge)["paired_clients"]) == MAX_PAIRINGS

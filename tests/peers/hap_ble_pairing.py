@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass, field
-from enum import IntEnum
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
@@ -25,7 +24,7 @@ from pyhap.params import get_srp_context
 
 from tests.peers.hap_ble_crypto import AuthTagError, hkdf_sha512, label_nonce, open_sealed, seal
 from tests.peers.hap_ble_pdu import PduError, tlv_dict
-from tests.peers.tlv8 import Tlv8
+from tests.peers.tlv8 import PairingError, PairingMethod, PairingTag, Tlv8
 
 TlvItems = list[tuple[int, bytes]]
 
@@ -34,44 +33,12 @@ MAX_FAILED_SETUP_ATTEMPTS = 100
 SESSION_ID_LENGTH = 8
 
 
-class Tlv(IntEnum):
-    METHOD = 0x00
-    IDENTIFIER = 0x01
-    SALT = 0x02
-    PUBLIC_KEY = 0x03
-    PROOF = 0x04
-    ENCRYPTED_DATA = 0x05
-    STATE = 0x06
-    ERROR = 0x07
-    SIGNATURE = 0x0A
-    PERMISSIONS = 0x0B
-    SESSION_ID = 0x0E
-    SEPARATOR = 0xFF
-
-
-class Method(IntEnum):
-    PAIR_SETUP = 0
-    PAIR_SETUP_WITH_AUTH = 1
-    ADD_PAIRING = 3
-    REMOVE_PAIRING = 4
-    LIST_PAIRINGS = 5
-    PAIR_RESUME = 6
-
-
-class PairingError(IntEnum):
-    UNKNOWN = 0x01
-    AUTHENTICATION = 0x02
-    MAX_PEERS = 0x04
-    MAX_TRIES = 0x05
-    UNAVAILABLE = 0x06
-
-
 def _state(number: int) -> tuple[int, bytes]:
-    return (Tlv.STATE, bytes((number,)))
+    return (PairingTag.STATE, bytes((number,)))
 
 
 def _error(state: int, error: PairingError) -> TlvItems:
-    return [_state(state), (Tlv.ERROR, bytes((error,)))]
+    return [_state(state), (PairingTag.ERROR, bytes((error,)))]
 
 
 def _raw_public(key: Ed25519PublicKey | X25519PublicKey) -> bytes:
@@ -176,7 +143,7 @@ class PairSetup:
 
     def handle(self, request: bytes) -> TlvItems:
         tlv = tlv_dict(request)
-        state = tlv.get(Tlv.STATE, b"\x00")[0]
+        state = tlv.get(PairingTag.STATE, b"\x00")[0]
         if state == 1:
             return self._m2(tlv)
         if state == 3:
@@ -191,41 +158,44 @@ class PairSetup:
         if self._identity.failed_setup_attempts >= MAX_FAILED_SETUP_ATTEMPTS:
             return _error(2, PairingError.MAX_TRIES)
         # Pairing Features says no Apple authentication coprocessor: only plain pair-setup.
-        if tlv.get(Tlv.METHOD) != bytes((Method.PAIR_SETUP,)):
+        if tlv.get(PairingTag.METHOD) != bytes((PairingMethod.PAIR_SETUP,)):
             return _error(2, PairingError.UNKNOWN)
         self._srp = SrpServer(self._setup_code)
         self._proved = False
         return [
             _state(2),
-            (Tlv.PUBLIC_KEY, self._srp.public_key),
-            (Tlv.SALT, self._srp.salt),
+            (PairingTag.PUBLIC_KEY, self._srp.public_key),
+            (PairingTag.SALT, self._srp.salt),
         ]
 
     def _m4(self, tlv: dict[int, bytes]) -> TlvItems:
-        if self._srp is None or Tlv.PUBLIC_KEY not in tlv or Tlv.PROOF not in tlv:
+        if self._srp is None or PairingTag.PUBLIC_KEY not in tlv or PairingTag.PROOF not in tlv:
             return _error(4, PairingError.UNKNOWN)
-        server_proof = self._srp.verify_client(tlv[Tlv.PUBLIC_KEY], tlv[Tlv.PROOF])
+        server_proof = self._srp.verify_client(tlv[PairingTag.PUBLIC_KEY], tlv[PairingTag.PROOF])
         if server_proof is None:
             self._identity.failed_setup_attempts += 1
             self._srp = None
             return _error(4, PairingError.AUTHENTICATION)
         self._proved = True
-        return [_state(4), (Tlv.PROOF, server_proof)]
+        return [_state(4), (PairingTag.PROOF, server_proof)]
 
     def _m6(self, tlv: dict[int, bytes]) -> TlvItems:
-        if self._srp is None or not self._proved or Tlv.ENCRYPTED_DATA not in tlv:
+        if self._srp is None or not self._proved or PairingTag.ENCRYPTED_DATA not in tlv:
             return _error(6, PairingError.UNKNOWN)
         srp_key = self._srp.session_key
         self._srp = None
         encrypt_key = hkdf_sha512(srp_key, b"Pair-Setup-Encrypt-Salt", b"Pair-Setup-Encrypt-Info")
         try:
             sub = tlv_dict(
-                open_sealed(encrypt_key, label_nonce(b"PS-Msg05"), tlv[Tlv.ENCRYPTED_DATA])
+                open_sealed(encrypt_key, label_nonce(b"PS-Msg05"), tlv[PairingTag.ENCRYPTED_DATA])
             )
         except (AuthTagError, PduError):
             return _error(6, PairingError.AUTHENTICATION)
-        controller_id, controller_ltpk = sub.get(Tlv.IDENTIFIER), sub.get(Tlv.PUBLIC_KEY)
-        signature = sub.get(Tlv.SIGNATURE, b"")
+        controller_id, controller_ltpk = (
+            sub.get(PairingTag.IDENTIFIER),
+            sub.get(PairingTag.PUBLIC_KEY),
+        )
+        signature = sub.get(PairingTag.SIGNATURE, b"")
         if not controller_id or not controller_ltpk:
             return _error(6, PairingError.AUTHENTICATION)
         controller_x = hkdf_sha512(
@@ -245,13 +215,13 @@ class PairSetup:
         accessory_info = accessory_x + accessory_id + self._identity.ltpk
         sub_response = Tlv8.encode(
             [
-                (Tlv.IDENTIFIER, accessory_id),
-                (Tlv.PUBLIC_KEY, self._identity.ltpk),
-                (Tlv.SIGNATURE, self._identity.signing_key.sign(accessory_info)),
+                (PairingTag.IDENTIFIER, accessory_id),
+                (PairingTag.PUBLIC_KEY, self._identity.ltpk),
+                (PairingTag.SIGNATURE, self._identity.signing_key.sign(accessory_info)),
             ]
         )
         sealed = seal(encrypt_key, label_nonce(b"PS-Msg06"), sub_response)
-        return [_state(6), (Tlv.ENCRYPTED_DATA, sealed)]
+        return [_state(6), (PairingTag.ENCRYPTED_DATA, sealed)]
 
 
 @dataclass(frozen=True)
@@ -290,9 +260,9 @@ class PairVerify:
     def handle(self, request: bytes) -> tuple[TlvItems, VerifiedSession | None]:
         """The response, and the session once the exchange established one."""
         tlv = tlv_dict(request)
-        state = tlv.get(Tlv.STATE, b"\x00")[0]
+        state = tlv.get(PairingTag.STATE, b"\x00")[0]
         if state == 1:
-            if tlv.get(Tlv.METHOD) == bytes((Method.PAIR_RESUME,)):
+            if tlv.get(PairingTag.METHOD) == bytes((PairingMethod.PAIR_RESUME,)):
                 resumed = self._resume(tlv)
                 if resumed is not None:
                     return resumed
@@ -303,7 +273,7 @@ class PairVerify:
         return _error(state + 1, PairingError.UNKNOWN), None
 
     def _m2(self, tlv: dict[int, bytes]) -> TlvItems:
-        controller_public = tlv.get(Tlv.PUBLIC_KEY, b"")
+        controller_public = tlv.get(PairingTag.PUBLIC_KEY, b"")
         if len(controller_public) != 32:
             return _error(2, PairingError.UNKNOWN)
         ephemeral = X25519PrivateKey.generate()
@@ -314,29 +284,31 @@ class PairVerify:
         signature = self._identity.signing_key.sign(
             accessory_public + accessory_id + controller_public
         )
-        sub = Tlv8.encode([(Tlv.IDENTIFIER, accessory_id), (Tlv.SIGNATURE, signature)])
+        sub = Tlv8.encode(
+            [(PairingTag.IDENTIFIER, accessory_id), (PairingTag.SIGNATURE, signature)]
+        )
         self._pending = (shared, session_key, controller_public, accessory_public)
         return [
             _state(2),
-            (Tlv.PUBLIC_KEY, accessory_public),
-            (Tlv.ENCRYPTED_DATA, seal(session_key, label_nonce(b"PV-Msg02"), sub)),
+            (PairingTag.PUBLIC_KEY, accessory_public),
+            (PairingTag.ENCRYPTED_DATA, seal(session_key, label_nonce(b"PV-Msg02"), sub)),
         ]
 
     def _m4(self, tlv: dict[int, bytes]) -> tuple[TlvItems, VerifiedSession | None]:
-        if self._pending is None or Tlv.ENCRYPTED_DATA not in tlv:
+        if self._pending is None or PairingTag.ENCRYPTED_DATA not in tlv:
             return _error(4, PairingError.UNKNOWN), None
         shared, session_key, controller_public, accessory_public = self._pending
         self._pending = None
         try:
             sub = tlv_dict(
-                open_sealed(session_key, label_nonce(b"PV-Msg03"), tlv[Tlv.ENCRYPTED_DATA])
+                open_sealed(session_key, label_nonce(b"PV-Msg03"), tlv[PairingTag.ENCRYPTED_DATA])
             )
         except (AuthTagError, PduError):
             return _error(4, PairingError.AUTHENTICATION), None
-        controller = self._identity.pairings.get(sub.get(Tlv.IDENTIFIER, b"").decode())
+        controller = self._identity.pairings.get(sub.get(PairingTag.IDENTIFIER, b"").decode())
         if controller is None or not _verifies(
             controller.ltpk,
-            sub.get(Tlv.SIGNATURE, b""),
+            sub.get(PairingTag.SIGNATURE, b""),
             controller_public + controller.pairing_id.encode() + accessory_public,
         ):
             return _error(4, PairingError.AUTHENTICATION), None
@@ -350,17 +322,19 @@ class PairVerify:
         return [_state(4)], VerifiedSession(shared, controller, resumed=False)
 
     def _resume(self, tlv: dict[int, bytes]) -> tuple[TlvItems, VerifiedSession] | None:
-        controller_public = tlv.get(Tlv.PUBLIC_KEY, b"")
-        cached = self._cache.take(tlv.get(Tlv.SESSION_ID, b""))
+        controller_public = tlv.get(PairingTag.PUBLIC_KEY, b"")
+        cached = self._cache.take(tlv.get(PairingTag.SESSION_ID, b""))
         if cached is None or len(controller_public) != 32:
             return None
         old_secret, controller_id = cached
         controller = self._identity.pairings.get(controller_id)
         request_key = hkdf_sha512(
-            old_secret, controller_public + tlv[Tlv.SESSION_ID], b"Pair-Resume-Request-Info"
+            old_secret, controller_public + tlv[PairingTag.SESSION_ID], b"Pair-Resume-Request-Info"
         )
         try:
-            open_sealed(request_key, label_nonce(b"PR-Msg01"), tlv.get(Tlv.ENCRYPTED_DATA, b""))
+            open_sealed(
+                request_key, label_nonce(b"PR-Msg01"), tlv.get(PairingTag.ENCRYPTED_DATA, b"")
+            )
         except AuthTagError:
             return None
         if controller is None:
@@ -372,9 +346,9 @@ class PairVerify:
         self._cache.remember(new_id, shared, controller_id)
         response = [
             _state(2),
-            (Tlv.METHOD, bytes((Method.PAIR_RESUME,))),
-            (Tlv.SESSION_ID, new_id),
-            (Tlv.ENCRYPTED_DATA, seal(response_key, label_nonce(b"PR-Msg02"), b"")),
+            (PairingTag.METHOD, bytes((PairingMethod.PAIR_RESUME,))),
+            (PairingTag.SESSION_ID, new_id),
+            (PairingTag.ENCRYPTED_DATA, seal(response_key, label_nonce(b"PR-Msg02"), b"")),
         ]
         return response, VerifiedSession(shared, controller, resumed=True)
 
@@ -388,25 +362,25 @@ class PairingsAdmin:
     def handle(self, request: bytes, caller: ControllerPairing) -> tuple[TlvItems, set[str]]:
         """The response, and the pairing ids removed (whose sessions must end)."""
         tlv = tlv_dict(request)
-        if tlv.get(Tlv.STATE) != b"\x01":
+        if tlv.get(PairingTag.STATE) != b"\x01":
             return _error(2, PairingError.UNKNOWN), set()
         if not caller.admin:
             return _error(2, PairingError.AUTHENTICATION), set()
-        method = tlv.get(Tlv.METHOD, b"\xff")[0]
-        if method == Method.ADD_PAIRING:
+        method = tlv.get(PairingTag.METHOD, b"\xff")[0]
+        if method == PairingMethod.ADD_PAIRING:
             return self._add(tlv), set()
-        if method == Method.REMOVE_PAIRING:
+        if method == PairingMethod.REMOVE_PAIRING:
             return self._remove(tlv)
-        if method == Method.LIST_PAIRINGS:
+        if method == PairingMethod.LIST_PAIRINGS:
             return self._list(), set()
         return _error(2, PairingError.UNKNOWN), set()
 
     def _add(self, tlv: dict[int, bytes]) -> TlvItems:
-        pairing_id = tlv.get(Tlv.IDENTIFIER, b"").decode()
-        ltpk = tlv.get(Tlv.PUBLIC_KEY, b"")
+        pairing_id = tlv.get(PairingTag.IDENTIFIER, b"").decode()
+        ltpk = tlv.get(PairingTag.PUBLIC_KEY, b"")
         if not pairing_id or len(ltpk) != 32:
             return _error(2, PairingError.UNKNOWN)
-        admin = tlv.get(Tlv.PERMISSIONS, b"\x00") == b"\x01"
+        admin = tlv.get(PairingTag.PERMISSIONS, b"\x00") == b"\x01"
         pairings = self._identity.pairings
         if existing := pairings.get(pairing_id):
             if existing.ltpk != ltpk:
@@ -420,7 +394,7 @@ class PairingsAdmin:
 
     def _remove(self, tlv: dict[int, bytes]) -> tuple[TlvItems, set[str]]:
         pairings = self._identity.pairings
-        removed = {tlv.get(Tlv.IDENTIFIER, b"").decode()} & pairings.keys()
+        removed = {tlv.get(PairingTag.IDENTIFIER, b"").decode()} & pairings.keys()
         for pairing_id in removed:
             del pairings[pairing_id]
         if not any(p.admin for p in pairings.values()):
@@ -433,10 +407,10 @@ class PairingsAdmin:
         items: TlvItems = [_state(2)]
         for index, pairing in enumerate(self._identity.pairings.values()):
             if index:
-                items.append((Tlv.SEPARATOR, b""))
+                items.append((PairingTag.SEPARATOR, b""))
             items += [
-                (Tlv.IDENTIFIER, pairing.pairing_id.encode()),
-                (Tlv.PUBLIC_KEY, pairing.ltpk),
-                (Tlv.PERMISSIONS, b"\x01" if pairing.admin else b"\x00"),
+                (PairingTag.IDENTIFIER, pairing.pairing_id.encode()),
+                (PairingTag.PUBLIC_KEY, pairing.ltpk),
+                (PairingTag.PERMISSIONS, b"\x01" if pairing.admin else b"\x00"),
             ]
         return items

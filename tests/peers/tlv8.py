@@ -1,9 +1,12 @@
 """TLV8, the type-length-value format of HAP pairing messages and PDU bodies, as both
-simulated accessories (BLE and CoAP) read and write it."""
+simulated accessories (BLE and CoAP) and the raw pair-setup client read and write it, and
+the pairing messages' TLV types, error codes and methods (HAP specification, tables 5-5 to
+5-7)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from enum import IntEnum
 
 _TLV_CHUNK = 255
 
@@ -55,3 +58,39 @@ class Tlv8:
         """Items of one type separated by an empty separator item (type 0), as HAP lists
         repeated structures in one value."""
         return b"\x00\x00".join(Tlv8.encode([(tlv_type, element)]) for element in elements)
+
+
+class PairingTag(IntEnum):
+    """TLV types of pair-setup, pair-verify and pairings messages."""
+
+    METHOD = 0x00
+    IDENTIFIER = 0x01
+    SALT = 0x02
+    PUBLIC_KEY = 0x03
+    PROOF = 0x04
+    ENCRYPTED_DATA = 0x05
+    STATE = 0x06
+    ERROR = 0x07
+    SIGNATURE = 0x0A
+    PERMISSIONS = 0x0B
+    SESSION_ID = 0x0E
+    SEPARATOR = 0xFF
+
+
+class PairingError(IntEnum):
+    UNKNOWN = 0x01
+    AUTHENTICATION = 0x02
+    BACKOFF = 0x03
+    MAX_PEERS = 0x04
+    MAX_TRIES = 0x05
+    UNAVAILABLE = 0x06
+    BUSY = 0x07
+
+
+class PairingMethod(IntEnum):
+    PAIR_SETUP = 0
+    PAIR_SETUP_WITH_AUTH = 1
+    ADD_PAIRING = 3
+    REMOVE_PAIRING = 4
+    LIST_PAIRINGS = 5
+    PAIR_RESUME = 6

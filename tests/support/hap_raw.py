@@ -17,7 +17,6 @@ import os
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from enum import IntEnum
 from typing import Any, Self
 
 from aiohomekit.crypto.srp import GENERATOR_VALUE, MODULUS_VALUE
@@ -26,44 +25,17 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from tests.peers.tlv8 import Tlv8
+from tests.peers.tlv8 import PairingError, PairingTag, Tlv8
 
 TIMEOUT = 10.0
-
-
-class Tag(IntEnum):
-    """kTLVType values used by pair-setup and /pairings."""
-
-    METHOD = 0x00
-    IDENTIFIER = 0x01
-    SALT = 0x02
-    PUBLIC_KEY = 0x03
-    PROOF = 0x04
-    ENCRYPTED_DATA = 0x05
-    STATE = 0x06
-    ERROR = 0x07
-    SIGNATURE = 0x0A
-    PERMISSIONS = 0x0B
-
-
-class TlvError(IntEnum):
-    """kTLVError values (HAP spec table 5-5)."""
-
-    UNKNOWN = 0x01
-    AUTHENTICATION = 0x02
-    BACKOFF = 0x03
-    MAX_PEERS = 0x04
-    MAX_TRIES = 0x05
-    UNAVAILABLE = 0x06
-    BUSY = 0x07
 
 
 Tlv = dict[int, bytes]
 
 
-def error_of(reply: Tlv) -> TlvError | None:
+def error_of(reply: Tlv) -> PairingError | None:
     """The kTLVError in a reply, or None."""
-    return TlvError(reply[Tag.ERROR][0]) if Tag.ERROR in reply else None
+    return PairingError(reply[PairingTag.ERROR][0]) if PairingTag.ERROR in reply else None
 
 
 class RawHapConnection:
@@ -153,7 +125,11 @@ class SrpProof:
     session_key: bytes  # K, the input to the pair-setup HKDFs
 
     def m3(self) -> list[tuple[int, bytes]]:
-        return [(Tag.STATE, b"\x03"), (Tag.PUBLIC_KEY, self.public), (Tag.PROOF, self.proof)]
+        return [
+            (PairingTag.STATE, b"\x03"),
+            (PairingTag.PUBLIC_KEY, self.public),
+            (PairingTag.PROOF, self.proof),
+        ]
 
 
 def _proof(salt: bytes, server_public: bytes, public: bytes, secret: int) -> SrpProof:
@@ -164,7 +140,7 @@ def _proof(salt: bytes, server_public: bytes, public: bytes, secret: int) -> Srp
 
 def srp_proof(m2: Tlv, pin: str) -> SrpProof:
     """What a controller that knows (or guesses) `pin` sends at M3."""
-    salt, server_public = m2[Tag.SALT], m2[Tag.PUBLIC_KEY]
+    salt, server_public = m2[PairingTag.SALT], m2[PairingTag.PUBLIC_KEY]
     k = int.from_bytes(_hash(_int_bytes(_N), _pad(_int_bytes(_G))), "big")
     x = int.from_bytes(_hash(salt, _hash(_USER + b":" + pin.encode())), "big")
     a = int.from_bytes(os.urandom(32), "big")
@@ -177,12 +153,12 @@ def srp_proof(m2: Tlv, pin: str) -> SrpProof:
 
 def illegal_key_proof(m2: Tlv) -> SrpProof:
     """A = N: the shared secret is 0 whatever the code, so this proof needs no code at all."""
-    return _proof(m2[Tag.SALT], m2[Tag.PUBLIC_KEY], _int_bytes(_N), 0)
+    return _proof(m2[PairingTag.SALT], m2[PairingTag.PUBLIC_KEY], _int_bytes(_N), 0)
 
 
 # --- pair-setup steps ------------------------------------------------------------------------
 
-M1 = [(Tag.STATE, b"\x01"), (Tag.METHOD, b"\x00")]
+M1 = [(PairingTag.STATE, b"\x01"), (PairingTag.METHOD, b"\x00")]
 
 
 def _hkdf(key: bytes, salt: bytes, info: bytes) -> bytes:
@@ -245,26 +221,31 @@ async def exchange_keys(
     pairing_id = keys.pairing_id.encode()
     sub_tlv = Tlv8.encode(
         [
-            (Tag.IDENTIFIER, pairing_id),
-            (Tag.PUBLIC_KEY, keys.public_bytes),
-            (Tag.SIGNATURE, keys.private_key.sign(signed + pairing_id + keys.public_bytes)),
+            (PairingTag.IDENTIFIER, pairing_id),
+            (PairingTag.PUBLIC_KEY, keys.public_bytes),
+            (PairingTag.SIGNATURE, keys.private_key.sign(signed + pairing_id + keys.public_bytes)),
         ]
     )
     cipher = ChaCha20Poly1305(encrypt_key)
     m6 = await conn.post_tlv(
         "/pair-setup",
         [
-            (Tag.STATE, b"\x05"),
-            (Tag.ENCRYPTED_DATA, cipher.encrypt(_nonce(b"PS-Msg05"), sub_tlv, None)),
+            (PairingTag.STATE, b"\x05"),
+            (PairingTag.ENCRYPTED_DATA, cipher.encrypt(_nonce(b"PS-Msg05"), sub_tlv, None)),
         ],
     )
     if (error := error_of(m6)) is not None:
         raise AssertionError(f"M6 refused: {error!r}")
-    accessory = Tlv8.as_dict(cipher.decrypt(_nonce(b"PS-Msg06"), m6[Tag.ENCRYPTED_DATA], None))
-    accessory_id, accessory_ltpk = accessory[Tag.IDENTIFIER], accessory[Tag.PUBLIC_KEY]
+    accessory = Tlv8.as_dict(
+        cipher.decrypt(_nonce(b"PS-Msg06"), m6[PairingTag.ENCRYPTED_DATA], None)
+    )
+    accessory_id, accessory_ltpk = (
+        accessory[PairingTag.IDENTIFIER],
+        accessory[PairingTag.PUBLIC_KEY],
+    )
     info = _hkdf(key, b"Pair-Setup-Accessory-Sign-Salt", b"Pair-Setup-Accessory-Sign-Info")
     ed25519.Ed25519PublicKey.from_public_bytes(accessory_ltpk).verify(
-        accessory[Tag.SIGNATURE], info + accessory_id + accessory_ltpk
+        accessory[PairingTag.SIGNATURE], info + accessory_id + accessory_ltpk
     )
     return accessory_id.decode(), accessory_ltpk
 
@@ -278,7 +259,7 @@ async def continue_pair_setup(conn: RawHapConnection, m2: Tlv, pin: str) -> dict
     m4 = await conn.post_tlv("/pair-setup", srp.m3())
     if (error := error_of(m4)) is not None:
         raise AssertionError(f"M4 refused: {error!r}")
-    if m4[Tag.PROOF] != srp.server_proof:
+    if m4[PairingTag.PROOF] != srp.server_proof:
         raise AssertionError("M4: the accessory's SRP proof is wrong")
     keys = ControllerKeys.generate()
     accessory_id, accessory_ltpk = await exchange_keys(conn, srp, keys)
@@ -299,7 +280,7 @@ async def pair_setup(host: str, port: int, pin: str) -> dict[str, Any]:
         return await continue_pair_setup(conn, m2, pin)
 
 
-async def guess(host: str, port: int, pin: str) -> tuple[TlvError | None, TlvError | None]:
+async def guess(host: str, port: int, pin: str) -> tuple[PairingError | None, PairingError | None]:
     """M1 and M3 with `pin` on a fresh connection: the errors at M2 and at M4.
 
     M3 is not sent when M2 is refused (its error is then None).

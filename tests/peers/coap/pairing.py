@@ -20,8 +20,7 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from pyhap.params import get_srp_context
 
-from tests.peers.coap.wire import PairingError, PairingMethod, PairingTag
-from tests.peers.tlv8 import Tlv8
+from tests.peers.tlv8 import PairingError, PairingMethod, PairingTag, Tlv8
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -9,40 +9,6 @@ import struct
 from dataclasses import dataclass
 
 
-class PairingTag(enum.IntEnum):
-    """TLV types of pair-setup, pair-verify and pairings messages."""
-
-    METHOD = 0x00
-    IDENTIFIER = 0x01
-    SALT = 0x02
-    PUBLIC_KEY = 0x03
-    PROOF = 0x04
-    ENCRYPTED_DATA = 0x05
-    STATE = 0x06
-    ERROR = 0x07
-    SIGNATURE = 0x0A
-    PERMISSIONS = 0x0B
-    SEPARATOR = 0xFF
-
-
-class PairingError(enum.IntEnum):
-    UNKNOWN = 0x01
-    AUTHENTICATION = 0x02
-    BACKOFF = 0x03
-    MAX_PEERS = 0x04
-    MAX_TRIES = 0x05
-    UNAVAILABLE = 0x06
-    BUSY = 0x07
-
-
-class PairingMethod(enum.IntEnum):
-    PAIR_SETUP = 0
-    PAIR_SETUP_WITH_AUTH = 1
-    ADD_PAIRING = 3
-    REMOVE_PAIRING = 4
-    LIST_PAIRINGS = 5
-
-
 class ParamTag(enum.IntEnum):
     """TLV types inside HAP PDU bodies (HAP-BLE "HAP-Param" types and the database tree)."""
 
