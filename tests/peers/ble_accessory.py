@@ -54,15 +54,13 @@ from tests.peers.hap_ble_pairing import (
     VerifiedSession,
 )
 from tests.peers.hap_ble_pdu import (
-    OpCode,
-    Param,
     PduError,
     Request,
     RequestAssembler,
     Response,
-    Status,
     tlv_dict,
 )
+from tests.peers.pdu_codes import OpCode, PduParam, PduStatus
 from tests.peers.tlv8 import Tlv8
 from tests.support.ble_air import (
     ATT_INVALID_HANDLE,
@@ -378,70 +376,72 @@ class HapBleAccessory:
 
     def _procedure(
         self, conn: HapBleConnection, char: HapCharacteristic, request: Request
-    ) -> tuple[Status, bytes | None]:
+    ) -> tuple[PduStatus, bytes | None]:
         assert char.service is not None
         opcode = request.opcode
         if opcode in (OpCode.SERVICE_SIGNATURE_READ, OpCode.PROTOCOL_CONFIGURATION):
             if char.uuid != SERVICE_SIGNATURE or request.iid != char.service.iid:
-                return Status.INVALID_INSTANCE_ID, None
+                return PduStatus.INVALID_INSTANCE_ID, None
         elif request.iid != char.iid:
-            return Status.INVALID_INSTANCE_ID, None
+            return PduStatus.INVALID_INSTANCE_ID, None
 
         if opcode == OpCode.CHARACTERISTIC_SIGNATURE_READ:
-            return Status.SUCCESS, char.signature()
+            return PduStatus.SUCCESS, char.signature()
         if opcode == OpCode.SERVICE_SIGNATURE_READ:
-            return Status.SUCCESS, char.service.signature()
+            return PduStatus.SUCCESS, char.service.signature()
         if opcode == OpCode.CHARACTERISTIC_READ:
             return self._read(conn, char)
         if opcode == OpCode.CHARACTERISTIC_WRITE:
             return self._write(conn, char, request.body)
         if conn.session is None:
-            return Status.INSUFFICIENT_AUTHENTICATION, None
+            return PduStatus.INSUFFICIENT_AUTHENTICATION, None
         if opcode == OpCode.CHARACTERISTIC_CONFIGURATION:
             return self._configure(char, request.body)
         if opcode == OpCode.PROTOCOL_CONFIGURATION:
             return self._protocol_configuration(conn, char.service, request.body)
-        return Status.UNSUPPORTED_PDU, None
+        return PduStatus.UNSUPPORTED_PDU, None
 
-    def _read(self, conn: HapBleConnection, char: HapCharacteristic) -> tuple[Status, bytes | None]:
+    def _read(
+        self, conn: HapBleConnection, char: HapCharacteristic
+    ) -> tuple[PduStatus, bytes | None]:
         readable = Prop.READ | (Prop.SECURE_READ if conn.session else Prop(0))
         if not char.props & readable:
             if char.props & Prop.SECURE_READ:
-                return Status.INSUFFICIENT_AUTHENTICATION, None
-            return Status.INVALID_REQUEST, None
-        return Status.SUCCESS, Tlv8.encode([(Param.VALUE, char.encode(char.value))])
+                return PduStatus.INSUFFICIENT_AUTHENTICATION, None
+            return PduStatus.INVALID_REQUEST, None
+        return PduStatus.SUCCESS, Tlv8.encode([(PduParam.VALUE, char.encode(char.value))])
 
     def _write(
         self, conn: HapBleConnection, char: HapCharacteristic, body: bytes
-    ) -> tuple[Status, bytes | None]:
+    ) -> tuple[PduStatus, bytes | None]:
         writable = Prop.WRITE | (Prop.SECURE_WRITE if conn.session else Prop(0))
         unpaired_only = char.uuid == IDENTIFY and conn.session is None
         if not char.props & writable or (unpaired_only and self.identity.paired):
             if char.props & Prop.SECURE_WRITE:
-                return Status.INSUFFICIENT_AUTHENTICATION, None
-            return Status.INVALID_REQUEST, None
+                return PduStatus.INSUFFICIENT_AUTHENTICATION, None
+            return PduStatus.INVALID_REQUEST, None
         try:
             params = tlv_dict(body)
         except PduError:
-            return Status.INVALID_REQUEST, None
-        if Param.VALUE not in params:
-            return Status.INVALID_REQUEST, None
-        value = params[Param.VALUE]
+            return PduStatus.INVALID_REQUEST, None
+        if PduParam.VALUE not in params:
+            return PduStatus.INVALID_REQUEST, None
+        value = params[PduParam.VALUE]
         result = self._pairing_write(conn, char, value)
         if result is None:
             try:
                 decoded = char.decode(value)
             except InvalidValue:
-                return Status.INVALID_REQUEST, None
+                return PduStatus.INVALID_REQUEST, None
             if char.uuid == IDENTIFY:
                 self.stats.identifies += 1
             else:
                 self.stats.writes.append((char.iid, decoded))
                 self._change(char, decoded, origin=conn)
             result = char.encode(char.value) if char.props & Prop.SECURE_READ else b""
-        if params.get(Param.RETURN_RESPONSE) != b"\x01":
-            return Status.SUCCESS, None
-        return Status.SUCCESS, Tlv8.encode([(Param.VALUE, result)])
+        if params.get(PduParam.RETURN_RESPONSE) != b"\x01":
+            return PduStatus.SUCCESS, None
+        return PduStatus.SUCCESS, Tlv8.encode([(PduParam.VALUE, result)])
 
     def _pairing_write(
         self, conn: HapBleConnection, char: HapCharacteristic, value: bytes
@@ -477,20 +477,20 @@ class HapBleAccessory:
         if conn.controller.pairing_id in removed:
             conn.drop_after_response = True
 
-    def _configure(self, char: HapCharacteristic, body: bytes) -> tuple[Status, bytes | None]:
+    def _configure(self, char: HapCharacteristic, body: bytes) -> tuple[PduStatus, bytes | None]:
         if not char.props & Prop.BROADCAST:
-            return Status.INVALID_REQUEST, None
+            return PduStatus.INVALID_REQUEST, None
         try:
             params = tlv_dict(body)
         except PduError:
-            return Status.INVALID_REQUEST, None
+            return PduStatus.INVALID_REQUEST, None
         properties = int.from_bytes(params.get(CONFIG_PROPERTIES, b"\x00\x00"), "little")
         interval = params.get(CONFIG_BROADCAST_INTERVAL, b"\x01")
         if properties & CONFIG_ENABLE_BROADCAST:
             self._broadcast_iids.add(char.iid)
         else:
             self._broadcast_iids.discard(char.iid)
-        return Status.SUCCESS, Tlv8.encode(
+        return PduStatus.SUCCESS, Tlv8.encode(
             [
                 (CONFIG_PROPERTIES, struct.pack("<H", properties & CONFIG_ENABLE_BROADCAST)),
                 (CONFIG_BROADCAST_INTERVAL, interval),
@@ -499,19 +499,19 @@ class HapBleAccessory:
 
     def _protocol_configuration(
         self, conn: HapBleConnection, service: HapService, body: bytes
-    ) -> tuple[Status, bytes | None]:
+    ) -> tuple[PduStatus, bytes | None]:
         if not service.props & ServiceProp.SUPPORTS_CONFIGURATION:
-            return Status.INVALID_REQUEST, None
+            return PduStatus.INVALID_REQUEST, None
         try:
             params = tlv_dict(body)
         except PduError:
-            return Status.INVALID_REQUEST, None
+            return PduStatus.INVALID_REQUEST, None
         assert conn.session is not None and conn.controller is not None
         if PROTOCOL_GENERATE_BROADCAST_KEY in params:
             self._broadcast_key = broadcast_key(conn.session.shared_secret, conn.controller.ltpk)
         if PROTOCOL_GET_ALL_PARAMS not in params:
-            return Status.SUCCESS, None
-        return Status.SUCCESS, Tlv8.encode(
+            return PduStatus.SUCCESS, None
+        return PduStatus.SUCCESS, Tlv8.encode(
             [
                 (PARAM_STATE_NUMBER, struct.pack("<H", self.gsn)),
                 (PARAM_CONFIG_NUMBER, bytes((self.config_number,))),

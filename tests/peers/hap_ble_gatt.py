@@ -16,7 +16,7 @@ from enum import IntEnum, IntFlag
 from itertools import count
 from typing import Any
 
-from tests.peers.hap_ble_pdu import Param
+from tests.peers.pdu_codes import PduParam
 from tests.peers.tlv8 import Tlv8
 from tests.support.ble_air import GattCharacteristic, GattDescriptor, GattService
 
@@ -129,17 +129,17 @@ class HapCharacteristic:
         assert self.service is not None
         presentation = struct.pack("<BbHBH", self.fmt, 0, self.unit, 0x01, 0x0000)
         items = [
-            (Param.CHARACTERISTIC_TYPE, uuid_wire(self.uuid)),
-            (Param.SERVICE_INSTANCE_ID, struct.pack("<H", self.service.iid)),
-            (Param.SERVICE_TYPE, uuid_wire(self.service.uuid)),
-            (Param.CHARACTERISTIC_PROPERTIES, struct.pack("<H", self.props)),
-            (Param.PRESENTATION_FORMAT, presentation),
+            (PduParam.CHARACTERISTIC_TYPE, uuid_wire(self.uuid)),
+            (PduParam.SERVICE_INSTANCE_ID, struct.pack("<H", self.service.iid)),
+            (PduParam.SERVICE_TYPE, uuid_wire(self.service.uuid)),
+            (PduParam.CHARACTERISTIC_PROPERTIES, struct.pack("<H", self.props)),
+            (PduParam.PRESENTATION_FORMAT, presentation),
         ]
         if self.valid_range is not None:
             low, high = self.valid_range
-            items.append((Param.VALID_RANGE, self.encode(low) + self.encode(high)))
+            items.append((PduParam.VALID_RANGE, self.encode(low) + self.encode(high)))
         if self.step is not None:
-            items.append((Param.STEP_VALUE, self.encode(self.step)))
+            items.append((PduParam.STEP_VALUE, self.encode(self.step)))
         return Tlv8.encode(items)
 
 
@@ -157,8 +157,8 @@ class HapService:
         linked = b"".join(struct.pack("<H", service.iid) for service in self.linked)
         return Tlv8.encode(
             [
-                (Param.SERVICE_PROPERTIES, struct.pack("<H", self.props)),
-                (Param.LINKED_SERVICES, linked),
+                (PduParam.SERVICE_PROPERTIES, struct.pack("<H", self.props)),
+                (PduParam.LINKED_SERVICES, linked),
             ]
         )
 

@@ -11,55 +11,13 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
-from enum import IntEnum
 
+from tests.peers.pdu_codes import PduStatus
 from tests.peers.tlv8 import Tlv8
 
 CONTROL_CONTINUATION = 0x80  # bit 7: a fragment after the first
 CONTROL_TYPE_MASK = 0x0E  # bits 1-3: 000 request, 001 response
 CONTROL_RESPONSE = 0x02
-
-
-class OpCode(IntEnum):
-    CHARACTERISTIC_SIGNATURE_READ = 0x01
-    CHARACTERISTIC_WRITE = 0x02
-    CHARACTERISTIC_READ = 0x03
-    CHARACTERISTIC_TIMED_WRITE = 0x04
-    CHARACTERISTIC_EXECUTE_WRITE = 0x05
-    SERVICE_SIGNATURE_READ = 0x06
-    CHARACTERISTIC_CONFIGURATION = 0x07
-    PROTOCOL_CONFIGURATION = 0x08
-
-
-class Status(IntEnum):
-    SUCCESS = 0x00
-    UNSUPPORTED_PDU = 0x01
-    MAX_PROCEDURES = 0x02
-    INSUFFICIENT_AUTHORIZATION = 0x03
-    INVALID_INSTANCE_ID = 0x04
-    INSUFFICIENT_AUTHENTICATION = 0x05
-    INVALID_REQUEST = 0x06
-
-
-class Param(IntEnum):
-    """HAP parameter types carried in PDU bodies."""
-
-    VALUE = 0x01
-    ADDITIONAL_AUTHORIZATION_DATA = 0x02
-    ORIGIN = 0x03
-    CHARACTERISTIC_TYPE = 0x04
-    CHARACTERISTIC_INSTANCE_ID = 0x05
-    SERVICE_TYPE = 0x06
-    SERVICE_INSTANCE_ID = 0x07
-    TTL = 0x08
-    RETURN_RESPONSE = 0x09
-    CHARACTERISTIC_PROPERTIES = 0x0A
-    USER_DESCRIPTION = 0x0B
-    PRESENTATION_FORMAT = 0x0C
-    VALID_RANGE = 0x0D
-    STEP_VALUE = 0x0E
-    SERVICE_PROPERTIES = 0x0F
-    LINKED_SERVICES = 0x10
 
 
 class PduError(ValueError):
@@ -134,7 +92,7 @@ class RequestAssembler:
 @dataclass(frozen=True)
 class Response:
     tid: int
-    status: Status
+    status: PduStatus
     body: bytes | None = None  # None: no body at all (not even a length)
 
     def fragments(self, size: int) -> list[bytes]:

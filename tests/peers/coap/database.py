@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from tests.peers.coap.wire import ParamTag
+from tests.peers.pdu_codes import PduParam
 from tests.peers.tlv8 import Tlv8
 
 _APPLE_BASE = "-0000-1000-8000-0026BB765291"
@@ -164,7 +164,7 @@ class Characteristic:
 
     def value_tlv(self) -> bytes:
         """The body of a read response or event: the value as a HAP-Param-Value TLV."""
-        return Tlv8.encode([(ParamTag.VALUE, self.format.pack(self.value))])
+        return Tlv8.encode([(PduParam.VALUE, self.format.pack(self.value))])
 
     def check(self, value: Value) -> Value:
         """The value as stored after a write; ValueError when the accessory refuses it."""
@@ -197,27 +197,27 @@ class Characteristic:
 
     def metadata(self) -> list[tuple[int, bytes]]:
         """Properties and presentation: what a database entry and a signature read share."""
-        items = [(int(ParamTag.CHARACTERISTIC_PROPERTIES), _u16(self.properties))]
+        items = [(int(PduParam.CHARACTERISTIC_PROPERTIES), _u16(self.properties))]
         unit = UNIT_CODES.get(self.unit or "", _UNITLESS)
         presentation = struct.pack(
             "<BbHBH", self.format.gatt_code, 0, unit, _BLUETOOTH_SIG_NAMESPACE, 0
         )
-        items.append((ParamTag.PRESENTATION_FORMAT, presentation))
+        items.append((PduParam.PRESENTATION_FORMAT, presentation))
         if self.format.is_numeric and self.min_value is not None and self.max_value is not None:
             low, high = self.format.pack(self.min_value), self.format.pack(self.max_value)
-            items.append((ParamTag.VALID_RANGE, low + high))
+            items.append((PduParam.VALID_RANGE, low + high))
         if self.format.is_numeric and self.min_step:
-            items.append((ParamTag.STEP_VALUE, self.format.pack(self.min_step)))
+            items.append((PduParam.STEP_VALUE, self.format.pack(self.min_step)))
         if self.valid_values is not None:
-            items.append((ParamTag.VALID_VALUES, bytes(self.valid_values)))
+            items.append((PduParam.VALID_VALUES, bytes(self.valid_values)))
         return items
 
     def tlv(self) -> bytes:
         """The characteristic's entry in the database."""
         return Tlv8.encode(
             [
-                (ParamTag.CHARACTERISTIC_TYPE, _type_bytes(self.type)),
-                (ParamTag.CHARACTERISTIC_IID, _u16(self.iid)),
+                (PduParam.CHARACTERISTIC_TYPE, _type_bytes(self.type)),
+                (PduParam.CHARACTERISTIC_INSTANCE_ID, _u16(self.iid)),
                 *self.metadata(),
             ]
         )
@@ -226,9 +226,9 @@ class Characteristic:
         """The body of a characteristic signature read."""
         return Tlv8.encode(
             [
-                (ParamTag.CHARACTERISTIC_TYPE, _type_bytes(self.type)),
-                (ParamTag.SERVICE_IID, _u16(service.iid)),
-                (ParamTag.SERVICE_TYPE, _type_bytes(service.type)),
+                (PduParam.CHARACTERISTIC_TYPE, _type_bytes(self.type)),
+                (PduParam.SERVICE_INSTANCE_ID, _u16(service.iid)),
+                (PduParam.SERVICE_TYPE, _type_bytes(service.type)),
                 *self.metadata(),
             ]
         )
@@ -249,18 +249,18 @@ class Service:
     def signature(self) -> bytes:
         """The body of a service signature read: properties and (no) linked services."""
         return Tlv8.encode(
-            [(ParamTag.SERVICE_PROPERTIES, _u16(self.properties)), (ParamTag.LINKED_SERVICES, b"")]
+            [(PduParam.SERVICE_PROPERTIES, _u16(self.properties)), (PduParam.LINKED_SERVICES, b"")]
         )
 
     def tlv(self) -> bytes:
         items: list[tuple[int, bytes]] = [
-            (ParamTag.SERVICE_TYPE, _type_bytes(self.type)),
-            (ParamTag.SERVICE_IID, _u16(self.iid)),
+            (PduParam.SERVICE_TYPE, _type_bytes(self.type)),
+            (PduParam.SERVICE_INSTANCE_ID, _u16(self.iid)),
         ]
-        chars = Tlv8.sequence(ParamTag.CHARACTERISTIC, (c.tlv() for c in self.characteristics))
-        items.append((ParamTag.CHARACTERISTICS, chars))
+        chars = Tlv8.sequence(PduParam.CHARACTERISTIC, (c.tlv() for c in self.characteristics))
+        items.append((PduParam.CHARACTERISTICS, chars))
         if self.properties:
-            items.append((ParamTag.SERVICE_PROPERTIES, _u16(self.properties)))
+            items.append((PduParam.SERVICE_PROPERTIES, _u16(self.properties)))
         return Tlv8.encode(items)
 
 
@@ -270,9 +270,9 @@ class Accessory:
     services: list[Service]
 
     def tlv(self) -> bytes:
-        services = Tlv8.sequence(ParamTag.SERVICE, (s.tlv() for s in self.services))
+        services = Tlv8.sequence(PduParam.SERVICE, (s.tlv() for s in self.services))
         return Tlv8.encode(
-            [(ParamTag.ACCESSORY_IID, _u16(self.aid)), (ParamTag.SERVICES, services)]
+            [(PduParam.ACCESSORY_IID, _u16(self.aid)), (PduParam.SERVICES, services)]
         )
 
 
@@ -346,8 +346,8 @@ class AccessoryDatabase:
 
     def tlv(self) -> bytes:
         """The body of a database read (opcode 0x09)."""
-        accessories = Tlv8.sequence(ParamTag.ACCESSORY, (a.tlv() for a in self.accessories))
-        return Tlv8.encode([(ParamTag.ACCESSORIES, accessories)])
+        accessories = Tlv8.sequence(PduParam.ACCESSORY, (a.tlv() for a in self.accessories))
+        return Tlv8.encode([(PduParam.ACCESSORIES, accessories)])
 
 
 # --- building databases ---------------------------------------------------------------------

@@ -31,7 +31,8 @@ from tests.peers.coap.pairing import (
     PairVerify,
 )
 from tests.peers.coap.session import SecureSession
-from tests.peers.coap.wire import OpCode, ParamTag, PduCodec, PduRequest, PduStatus
+from tests.peers.coap.wire import PduCodec, PduRequest
+from tests.peers.pdu_codes import OpCode, PduParam, PduStatus
 from tests.peers.tlv8 import Tlv8
 
 _LOGGER = logging.getLogger(__name__)
@@ -140,7 +141,7 @@ class HapProcessor:
             reply, connection.pairings_reply = connection.pairings_reply, b""
             if not reply:
                 return PduResult(PduStatus.INVALID_REQUEST)
-            return PduResult(PduStatus.SUCCESS, Tlv8.encode([(ParamTag.VALUE, reply)]))
+            return PduResult(PduStatus.SUCCESS, Tlv8.encode([(PduParam.VALUE, reply)]))
         return PduResult(PduStatus.SUCCESS, char.value_tlv())
 
     def _write(self, connection: ControllerConnection, request: PduRequest) -> PduResult:
@@ -148,7 +149,7 @@ class HapProcessor:
         if isinstance(char, PduResult):
             return char
         try:
-            raw = Tlv8.as_dict(request.body)[ParamTag.VALUE]
+            raw = Tlv8.as_dict(request.body)[PduParam.VALUE]
         except (ValueError, KeyError):
             return PduResult(PduStatus.INVALID_REQUEST)
         if not char.writable():

@@ -1,62 +1,12 @@
-"""Byte formats of HAP over Thread: the TLV types of pairing messages and PDU bodies, and
-HAP PDUs (HAP-BLE framing, as HAP over Thread carries them in CoAP bodies). TLV8 itself is
-`tests.peers.tlv8`."""
+"""HAP PDUs as HAP over Thread carries them in CoAP bodies (HAP-BLE framing). Their codes are
+`tests.peers.pdu_codes`, TLV8 and the pairing TLV types `tests.peers.tlv8`."""
 
 from __future__ import annotations
 
-import enum
 import struct
 from dataclasses import dataclass
 
-
-class ParamTag(enum.IntEnum):
-    """TLV types inside HAP PDU bodies (HAP-BLE "HAP-Param" types and the database tree)."""
-
-    SEPARATOR = 0x00
-    VALUE = 0x01
-    CHARACTERISTIC_TYPE = 0x04
-    CHARACTERISTIC_IID = 0x05
-    SERVICE_TYPE = 0x06
-    SERVICE_IID = 0x07
-    CHARACTERISTIC_PROPERTIES = 0x0A
-    USER_DESCRIPTION = 0x0B
-    PRESENTATION_FORMAT = 0x0C
-    VALID_RANGE = 0x0D
-    STEP_VALUE = 0x0E
-    SERVICE_PROPERTIES = 0x0F
-    LINKED_SERVICES = 0x10
-    VALID_VALUES = 0x11
-    # The accessory database (opcode 0x09) nests characteristics in services in accessories.
-    CHARACTERISTIC = 0x13
-    CHARACTERISTICS = 0x14
-    SERVICE = 0x15
-    SERVICES = 0x16
-    ACCESSORIES = 0x18
-    ACCESSORY = 0x19
-    ACCESSORY_IID = 0x1A
-
-
-class OpCode(enum.IntEnum):
-    CHARACTERISTIC_SIGNATURE_READ = 0x01
-    CHARACTERISTIC_WRITE = 0x02
-    CHARACTERISTIC_READ = 0x03
-    CHARACTERISTIC_TIMED_WRITE = 0x04
-    CHARACTERISTIC_EXECUTE_WRITE = 0x05
-    SERVICE_SIGNATURE_READ = 0x06
-    DATABASE_READ = 0x09
-    SUBSCRIBE = 0x0B
-    UNSUBSCRIBE = 0x0C
-
-
-class PduStatus(enum.IntEnum):
-    SUCCESS = 0
-    UNSUPPORTED_PDU = 1
-    MAX_PROCEDURES = 2
-    INSUFFICIENT_AUTHORIZATION = 3
-    INVALID_INSTANCE_ID = 4
-    INSUFFICIENT_AUTHENTICATION = 5
-    INVALID_REQUEST = 6
-
+from tests.peers.pdu_codes import PduStatus
 
 _REQUEST_HEADER = struct.Struct("<BBBH")  # control, opcode, transaction id, instance id
 _LENGTH = struct.Struct("<H")
