@@ -3,15 +3,16 @@ Zigbee2MQTT payloads in, the Home app's view and writes in the device's own form
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from tests.support.accessories import aid_of, char_of
 from tests.support.bridge_process import BridgeProcess
 from tests.support.hap_client import HapClient
 from tests.support.mosquitto import MqttProbe
-from tests.support.recordings import load
+from tests.support.recordings import Recording, load
 from tests.support.wait import wait_for
 
 SWITCH, OUTLET, LIGHTBULB = "49", "47", "43"
@@ -54,13 +55,25 @@ async def paired(bridge: BridgeProcess) -> HapClient:
     return await HapClient.pair(bridge.host, bridge.hap_port, bridge.device_id, bridge.setup_code)
 
 
-async def test_tasmota_switch_and_sensor_json(make_bridge, probe: MqttProbe) -> None:
-    recording = load("mapped/tasmota_th")
+@contextlib.asynccontextmanager
+async def played(
+    make_bridge: Callable[..., BridgeProcess], probe: MqttProbe, name: str, watch: str
+) -> AsyncIterator[tuple[Recording, HapClient]]:
+    """A bridge mapping the recording's devices, the probe subscribed to `watch`, the recording
+    played into the broker, and the Home app paired."""
+    recording = load(name)
     bridge = make_bridge(devices=recording.devices)
-    await probe.subscribe("cmnd/#")
+    await probe.subscribe(watch)
     await recording.play(probe)
     home = await paired(bridge)
     try:
+        yield recording, home
+    finally:
+        await home.close()
+
+
+async def test_tasmota_switch_and_sensor_json(make_bridge, probe: MqttProbe) -> None:
+    async with played(make_bridge, probe, "mapped/tasmota_th", "cmnd/#") as (_, home):
         accessories = await listed(home, "tasmota_th", value(HUMIDITY_SENSOR, CURRENT_HUMIDITY, 45))
         aid = aid_of(accessories, "tasmota_th")
         assert char_of(accessories, aid, SWITCH, ON)["value"] is True
@@ -90,20 +103,16 @@ async def test_tasmota_switch_and_sensor_json(make_bridge, probe: MqttProbe) -> 
         await wait_for(no_response, message="writes refused while offline")
         assert await home.put([(aid, on, True)]) == {(aid, on): NO_RESPONSE}
         assert len(probe.messages_on("cmnd/#")) == 1
-    finally:
-        await home.close()
 
 
 async def test_shelly_gen2_json_status_and_words_for_commands(
     make_bridge, probe: MqttProbe
 ) -> None:
-    recording = load("mapped/shelly_plus_1pm")
-    bridge = make_bridge(devices=recording.devices)
     prefix = "shellyplus1pm-a8032ab12345"
-    await probe.subscribe(f"{prefix}/command/#")
-    await recording.play(probe)
-    home = await paired(bridge)
-    try:
+    async with played(make_bridge, probe, "mapped/shelly_plus_1pm", f"{prefix}/command/#") as (
+        recording,
+        home,
+    ):
         accessories = await listed(home, "kitchen_plug", value(OUTLET, ON, True))
         aid = aid_of(accessories, "kitchen_plug")
         assert char_of(accessories, aid, OUTLET, OUTLET_IN_USE)["value"] is True
@@ -117,19 +126,15 @@ async def test_shelly_gen2_json_status_and_words_for_commands(
         await probe.publish(f"{prefix}/status/switch:0", json.dumps(status), retain=True)
         await listed(home, "kitchen_plug", value(OUTLET, OUTLET_IN_USE, False))
         assert len(probe.messages_on(f"{prefix}/command/#")) == 1
-    finally:
-        await home.close()
 
 
 async def test_one_zigbee2mqtt_message_updates_three_characteristics_in_one_event(
     make_bridge, probe: MqttProbe
 ) -> None:
-    recording = load("mapped/z2m_light")
-    bridge = make_bridge(devices=recording.devices)
-    await probe.subscribe("zigbee2mqtt/desk_lamp/set")
-    await recording.play(probe)
-    home = await paired(bridge)
-    try:
+    async with played(make_bridge, probe, "mapped/z2m_light", "zigbee2mqtt/desk_lamp/set") as (
+        _,
+        home,
+    ):
         accessories = await listed(home, "desk_lamp", value(LIGHTBULB, COLOR_TEMPERATURE, 250))
         aid = aid_of(accessories, "desk_lamp")
         assert char_of(accessories, aid, LIGHTBULB, ON)["value"] is True
@@ -164,19 +169,12 @@ async def test_one_zigbee2mqtt_message_updates_three_characteristics_in_one_even
             )
         ]
         assert [json.loads(p) for p in sent] == [{"brightness": 254}, {"state": "ON"}]
-    finally:
-        await home.close()
 
 
 async def test_a_path_that_does_not_match_or_a_word_not_in_the_map_keeps_the_last_value(
     make_bridge, probe: MqttProbe
 ) -> None:
-    recording = load("mapped/tasmota_th")
-    bridge = make_bridge(devices=recording.devices)
-    await probe.subscribe("HomeKit/bridge/event")
-    await recording.play(probe)
-    home = await paired(bridge)
-    try:
+    async with played(make_bridge, probe, "mapped/tasmota_th", "HomeKit/bridge/event") as (_, home):
         accessories = await listed(home, "tasmota_th", value(HUMIDITY_SENSOR, CURRENT_HUMIDITY, 45))
         aid = aid_of(accessories, "tasmota_th")
         temperature = char_of(accessories, aid, TEMPERATURE_SENSOR, CURRENT_TEMPERATURE)["iid"]
@@ -194,8 +192,6 @@ async def test_a_path_that_does_not_match_or_a_word_not_in_the_map_keeps_the_las
         assert {event["device"] for event in found} == {"tasmota_th"}
         assert await home.read(aid, temperature) == 21.3
         assert await home.read(aid, on) is True
-    finally:
-        await home.close()
 
 
 async def test_bridge_devices_shows_source_and_mapping_beside_a_seed_device(
