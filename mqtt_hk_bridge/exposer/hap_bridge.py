@@ -52,28 +52,28 @@ class _NewAccessory:
 NotServed = Callable[[list[str], Exception], None]
 
 
+@dataclass(frozen=True)
+class BridgeCommon:
+    """What every HAP bridge of the process is made with."""
+
+    homekit: HomeKitConfig
+    data_dir: Path
+    zeroconf: AsyncZeroconf
+    catalog: Catalog
+    version: str
+    event_window: float
+    config_debounce: float
+    on_write: WriteHandler
+
+
 class HapBridge:
-    def __init__(
-        self,
-        *,
-        number: int = bridge_layout.FIRST,
-        homekit: HomeKitConfig,
-        data_dir: Path,
-        zeroconf: AsyncZeroconf,
-        catalog: Catalog,
-        version: str,
-        event_window: float,
-        config_debounce: float,
-        on_write: WriteHandler,
-    ) -> None:
+    def __init__(self, common: BridgeCommon, number: int = bridge_layout.FIRST) -> None:
+        homekit, catalog, self._common = common.homekit, common.catalog, common
         self.number = number
         self.name = bridge_layout.name(homekit.name, number)
         self.port = bridge_layout.port(homekit.port, number)
-        self._state_dir = bridge_layout.state_dir(data_dir, number)
+        self._state_dir = bridge_layout.state_dir(common.data_dir, number)
         ensure_private_dir(self._state_dir)
-        self._catalog = catalog
-        self._config_debounce = config_debounce
-        self._on_write = on_write
         self._ids = IdStore(self._state_dir / "accessory-ids.json")
         self.setup = load_setup(self._state_dir / "setup.json", homekit.setup_code)
         listen_all = homekit.address in ("0.0.0.0", "::")  # noqa: S104
@@ -86,18 +86,18 @@ class HapBridge:
             advertised_address=homekit.advertised_address,
             port=self.port,
             pincode=self.setup.code.encode("ascii"),
-            zeroconf=zeroconf,
+            zeroconf=common.zeroconf,
         )
         self.driver.state.setup_id = self.setup.setup_id
         self.bridge = MqttBridge(self.driver, self.name, self._show_setup_code)
         self.bridge.set_info_service(
-            firmware_revision=version,
+            firmware_revision=common.version,
             manufacturer="mqtt-hk-bridge",
             model="MQTT Bridge",
             serial_number=self.driver.state.mac,
         )
         self.driver.add_accessory(self.bridge)
-        self._pacer = EventPacer(self._send_event, event_window)
+        self._pacer = EventPacer(self._send_event, common.event_window)
         #: The accessories served, by device id.
         self._accessories: dict[str, MqttAccessory] = {}
         #: Devices whose accessory is new, built and served with the next batch.
@@ -229,9 +229,9 @@ class HapBridge:
             name=name,
             aid=self._ids.aid(device.device_id),
             ids=self._ids,
-            catalog=self._catalog,
+            catalog=self._common.catalog,
             available=available,
-            on_write=self._on_write,
+            on_write=self._common.on_write,
         )
 
     def _open_batch(self) -> None:
@@ -323,7 +323,7 @@ class HapBridge:
         if self._config_pending is not None:
             self._config_pending.cancel()
         self._config_pending = asyncio.get_running_loop().call_later(
-            self._config_debounce, self._refresh_config
+            self._common.config_debounce, self._refresh_config
         )
 
     def _refresh_config(self) -> None:

@@ -13,23 +13,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-from zeroconf.asyncio import AsyncZeroconf
-
 from .. import const
-from ..config import HomeKitConfig
 from ..errors import BridgeError
-from ..homekit.catalog import Catalog
 from ..mqtt.payloads import HapValue
 from ..mqtt.topics import CharKey
 from ..preflight import listen_problem
 from ..tasks import TaskSet
 from . import bridge_layout
-from .bridge import WriteHandler
 from .bridge_assignments import ASSIGNMENTS_FILE, BridgeAssignments, NoRoom, choose_bridge
-from .hap_bridge import HapBridge
+from .hap_bridge import BridgeCommon, HapBridge
 from .notify import Pace
 from .registry import Device
 
@@ -44,26 +38,13 @@ ASSIGNMENTS_FLUSH_DELAY = 1.0
 class HapBridges:
     def __init__(
         self,
+        common: BridgeCommon,
         *,
-        homekit: HomeKitConfig,
-        data_dir: Path,
-        zeroconf: AsyncZeroconf,
-        catalog: Catalog,
-        version: str,
-        event_window: float,
-        config_debounce: float,
-        on_write: WriteHandler,
         pinned: Callable[[str], int | None],
         event: Callable[..., None],
     ) -> None:
-        self._homekit = homekit
-        self._data_dir = data_dir
-        self._zeroconf = zeroconf
-        self._catalog = catalog
-        self._version = version
-        self._event_window = event_window
-        self._config_debounce = config_debounce
-        self._on_write = on_write
+        homekit, data_dir = common.homekit, common.data_dir
+        self._common = common
         self._pinned = pinned
         self._event = event
         self.limit = homekit.bridges
@@ -107,17 +88,7 @@ class HapBridges:
     def _open(self, number: int) -> HapBridge:
         """Build bridge `number` (state loaded or created); served once started. Raises
         OSError when its state cannot be written."""
-        bridge = HapBridge(
-            number=number,
-            homekit=self._homekit,
-            data_dir=self._data_dir,
-            zeroconf=self._zeroconf,
-            catalog=self._catalog,
-            version=self._version,
-            event_window=self._event_window,
-            config_debounce=self._config_debounce,
-            on_write=self._on_write,
-        )
+        bridge = HapBridge(self._common, number)
         bridge.on_pairing_changed(lambda: self.changed())
         bridge.on_served = lambda device_ids: self.served(device_ids)
         bridge.on_not_served = lambda device_ids, err: self._not_served(bridge, device_ids, err)
@@ -131,8 +102,8 @@ class HapBridges:
         """Why bridge `number` cannot open now (its port is taken), or None."""
         if number in self._bridges:
             return None
-        port = bridge_layout.port(self._homekit.port, number)
-        problem = listen_problem(self._homekit.address, port)
+        port = bridge_layout.port(self._common.homekit.port, number)
+        problem = listen_problem(self._common.homekit.address, port)
         return None if problem is None else bridge_layout.port_problem(number, problem)
 
     async def start(self) -> None:

@@ -29,6 +29,7 @@ from .bound_devices import BoundDevices
 from .device_options import OPTIONS_FILE, DeviceOptionsRequest, LiveDeviceOptions
 from .device_store import DeviceStore
 from .devices import ExposedDevices
+from .hap_bridge import BridgeCommon
 from .hap_bridges import HapBridges
 from .mapped_source import bind_mapped_devices
 from .requests import DeviceRequests
@@ -56,7 +57,7 @@ class ExposerSide:
         self.options = LiveDeviceOptions(config, config.data_dir / OPTIONS_FILE)
         config = dataclasses.replace(config, devices=self.options)
         self._store = DeviceStore(config.data_dir, config.timing.state_flush_interval)
-        self.bridges = HapBridges(
+        common = BridgeCommon(
             homekit=config.homekit,
             data_dir=config.data_dir,
             zeroconf=zeroconf,
@@ -67,6 +68,9 @@ class ExposerSide:
             on_write=lambda device_id, key, value: self.devices.home_app_write(
                 device_id, key, value
             ),
+        )
+        self.bridges = HapBridges(
+            common,
             pinned=lambda device_id: config.device_options(device_id).bridge,
             event=api.event,
         )
