@@ -239,6 +239,7 @@ class BoundDevices:
             return  # a cleared retained topic: the device said nothing new
         values: dict[CharKey, HapValue] = {}
         narrowed = self._narrowed.get(binding.device_id, {})
+        resetting: list[CharBinding] = []
         for char in binding.characteristics:
             if char.state_topic != topic or char.read is None:
                 continue
@@ -249,15 +250,15 @@ class BoundDevices:
                 value = coerce(raw, self._catalog.characteristics[char.key.characteristic])
                 narrowing = narrowed.get(char.key)
                 values[char.key] = value if narrowing is None else narrowing.check(value)
+                if char.reset is not None:
+                    resetting.append(char)
             except PayloadError as err:
                 self._report(binding.device_id, str(char.key), topic, err, view)
         if values:
             self._store(binding, list(values.items()), live=live, topic=topic)
-            for char in binding.characteristics:
-                if char.reset is not None and char.key in values:
-                    self._resets.shown(
-                        binding.device_id, char.key, values[char.key], self._reset_to(char)
-                    )
+            for char in resetting:
+                reset = self._reset_to(char)
+                self._resets.shown(binding.device_id, char.key, values[char.key], reset)
         for avail in binding.availability:
             if avail.topic == topic:
                 self._availability_message(binding, topic, avail.read, view)

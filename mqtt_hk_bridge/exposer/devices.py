@@ -249,7 +249,9 @@ class ExposedDevices:
         """Several values from one message, each checked with `check_room` first: the
         accessory is rebuilt at most once, and the events go out together (HAP-python
         sends the events of one loop turn in one frame). `narrowed`: what the device can
-        do, from its source, for a device that may be new (`set_narrowing`)."""
+        do, from its source, for a device this message makes (a known one has it already:
+        `set_narrowing`)."""
+        new = device_id not in self.registry.devices
         was_available = self.available(device_id)
         now = time.time()
         events: list[tuple[CharKey, HapValue, Pace]] = []
@@ -265,8 +267,8 @@ class ExposedDevices:
             elif live:
                 # Every press is an event, the same button twice included.
                 events.append((key, value, pace))
-        if narrowed is not None and self.registry.set_narrowing(device_id, narrowed):
-            structure = True
+        if new and narrowed:
+            self.registry.set_narrowing(device_id, narrowed)
         if live:
             # A live message proves the device is up, whether or not it says `online` too.
             self.registry.set_online(device_id, True, now)
