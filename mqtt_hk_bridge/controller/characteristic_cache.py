@@ -5,6 +5,8 @@ number and (Bluetooth) broadcast key. Kept only in memory, a restart forgets the
 pairing then cannot read its encrypted broadcasts, and (aiohomekit 4.0.1) raises on every
 advertisement until the database has been read again over the air. Saved through our store
 (atomic, 0600), at most once a second: Bluetooth accessories bump their state number often.
+aiohomekit's own CharacteristicCacheFile (4.0.1) rewrites its file in place on every change,
+so a kill mid-write leaves it corrupt, and then starts cold without a word.
 """
 
 from __future__ import annotations
