@@ -41,14 +41,15 @@ stamp_of() {
 }
 
 # A virtualenv in .venv with exactly the versions in the given lock file, and the bridge
-# installed editable on top (no build isolation: setuptools comes from the lock too).
+# installed editable on top (no build isolation: setuptools comes from the lock too). The
+# package's __init__.py holds the version its installed metadata carries.
 ensure_venv() {
   local lock="$1" stamp=.venv/.installed-lock want
   python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' || {
     echo "mqtt-hk-bridge needs Python 3.11 or newer; python3 is $(python3 --version 2>&1)" >&2
     return 1
   }
-  want="$lock $(stamp_of "$lock" pyproject.toml)"
+  want="$lock $(stamp_of "$lock" pyproject.toml mqtt_hk_bridge/__init__.py)"
   [ -x .venv/bin/python ] || python3 -m venv .venv
   [ "$(cat "$stamp" 2>/dev/null)" = "$want" ] && return 0
   echo "Installing the locked dependencies from $lock into .venv"

@@ -1,4 +1,4 @@
-"""What the package ships beside the code: the licence its metadata names."""
+"""What the package ships beside the code: the licence and version its metadata names."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import hashlib
 import tomllib
 from importlib import metadata
 from pathlib import Path
+
+from mqtt_hk_bridge import __version__
 
 REPO = Path(__file__).resolve().parents[2]
 #: SHA-256 of the Apache License 2.0 as apache.org publishes it (LICENSE-2.0.txt).
@@ -25,3 +27,8 @@ def test_the_installed_package_lists_its_license_file() -> None:
     # what a wheel or sdist would carry.
     files = metadata.distribution("mqtt-hk-bridge").metadata.get_all("License-File") or []
     assert "LICENSE" in files
+
+
+def test_the_installed_metadata_carries_the_version_the_bridge_reports() -> None:
+    # `pip show mqtt-hk-bridge` and `mqtt-hk-bridge --version` (and bridge/info) agree.
+    assert metadata.version("mqtt-hk-bridge") == __version__
