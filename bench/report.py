@@ -1,5 +1,5 @@
-"""What every benchmark does once its options are set: run, print the figures, and write
-them as JSON when `--json` names a file."""
+"""What every benchmark does once its options are set: run (the bridges from bytecode, as
+installed), print the figures, and write them as JSON when `--json` names a file."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import json
 from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
+
+from bench.bytecode import compile_bridges
 
 Figures = dict[str, Any]
 
@@ -21,6 +23,7 @@ def run_and_report(
 ) -> None:
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args(argv)
+    compile_bridges()
     figures = asyncio.run(run(args))
     print(render(figures))
     if args.json:
