@@ -18,7 +18,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.event_latency import PIN, PRODUCTION, first_event, meta, stat_header, stat_row, summary
+from bench.event_latency import (
+    PIN,
+    PRODUCTION,
+    first_event,
+    measured_on,
+    meta,
+    stat_header,
+    stat_row,
+    summary,
+)
 from bench.report import run_and_report
 from mqtt_hk_bridge import const
 from tests.support.accessories import SERIAL_NUMBER, char_of
@@ -232,11 +241,9 @@ async def publisher_catalogue(broker: Mosquitto) -> list[dict[str, Any]]:
 
 def render(report: dict[str, Any]) -> str:
     m = report["meta"]
-    dirty = " (+ uncommitted changes)" if m["uncommitted_bridge_changes"] else ""
     return "\n".join(
         [
-            f"mqtt-hk-bridge {m['commit']}{dirty}, {m['cpus']} CPUs, Python {m['python']}, "
-            f"event_window {m['timing']['event_window']} s, loopback",
+            measured_on(m, f"event_window {m['timing']['event_window']} s, loopback"),
             "",
             f"{report['devices']} devices (2 retained topics each) on {report['bridges']} HAP "
             f"bridges: {report['per_bridge']}",

@@ -21,7 +21,7 @@ from aiocoap.error import LibraryShutdown
 from aiohomekit.controller.coap.pairing import CoAPPairing
 from aiohomekit.exceptions import AccessoryDisconnectedError, EncryptionError
 
-from bench.event_latency import meta, stat_header, stat_row, summary
+from bench.event_latency import measured_on, meta, stat_header, stat_row, summary
 from bench.report import run_and_report
 from tests.peers.coap_accessory import CoapAccessory
 from tests.support.hap_client import loopback_controller
@@ -137,8 +137,7 @@ def render(report: dict[str, Any]) -> str:
     ]
     return "\n".join(
         [
-            f"mqtt-hk-bridge {m['commit']}, {m['cpus']} CPUs, Python {m['python']}, "
-            "CoAP simulator and aiohomekit in one process on loopback",
+            measured_on(m, "CoAP simulator and aiohomekit in one process on loopback"),
             "",
             stat_header("latency (ms)"),
             *(stat_row(label, report[key]) for label, key in rows),

@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from bench.event_latency import meta, stat_header, stat_row, summary
+from bench.event_latency import measured_on, meta, stat_header, stat_row, summary
 from bench.report import run_and_report
 from mqtt_hk_bridge.controller.sessions import STABLE_AFTER
 from mqtt_hk_bridge.controller.settings import ControllerSettings
@@ -318,7 +318,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def render(report: dict[str, Any]) -> str:
     m = report["meta"]
-    dirty = " (+ uncommitted changes)" if m["uncommitted_bridge_changes"] else ""
     port, address = report["move_port"], report["move_address"]
     rows = [
         ("a. CoAP: set_value -> MQTT publish", report["coap_event"]),
@@ -331,8 +330,7 @@ def render(report: dict[str, Any]) -> str:
     ]
     return "\n".join(
         [
-            f"mqtt-hk-bridge {m['commit']}{dirty}, {m['cpus']} CPUs, Python {m['python']}, "
-            "controller side in-process, loopback",
+            measured_on(m, "controller side in-process, loopback"),
             f"controller settings: poll_interval {m['controller_settings']['poll_interval']} s, "
             f"reconnect_min {m['controller_settings']['reconnect_min']} s; "
             f"c/d missed = not on MQTT within {MOVE_TIMEOUT:.0f} s",

@@ -399,6 +399,12 @@ def meta() -> dict[str, Any]:
     }
 
 
+def measured_on(m: dict[str, Any], setup: str) -> str:
+    """The first line of every report: what was measured, where, and how it was set up."""
+    dirty = " (+ uncommitted changes)" if m["uncommitted_bridge_changes"] else ""
+    return f"mqtt-hk-bridge {m['commit']}{dirty}, {m['cpus']} CPUs, Python {m['python']}, {setup}"
+
+
 def stat_header(title: str) -> str:
     """The header line above `stat_row`s."""
     return f"{title:<48} {'n':>3} {'miss':>4}{'min':>8}{'median':>8}{'p95':>8}{'max':>8}"
@@ -414,10 +420,8 @@ def stat_row(label: str, s: dict[str, Any]) -> str:
 def render(report: dict[str, Any]) -> str:
     m, bridge, peer = report["meta"], report["bridge"], report["peer"]
     storm = bridge["storm"]
-    dirty = " (+ uncommitted changes)" if m["uncommitted_bridge_changes"] else ""
     lines = [
-        f"mqtt-hk-bridge {m['commit']}{dirty}, {m['cpus']} CPUs, Python {m['python']}, "
-        f"event_window {m['timing']['event_window']} s, loopback",
+        measured_on(m, f"event_window {m['timing']['event_window']} s, loopback"),
         "",
         stat_header("latency (ms)"),
         stat_row("a. MQTT publish -> HAP event (isolated change)", bridge["isolated_change"]),

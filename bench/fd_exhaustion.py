@@ -21,7 +21,7 @@ from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
-from bench.event_latency import meta
+from bench.event_latency import measured_on, meta
 from bench.report import run_and_report
 from tests.support.bridge_process import BridgeProcess
 from tests.support.hap_client import HapClient
@@ -89,7 +89,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 def render(report: dict[str, Any]) -> str:
     m = report["meta"]
     lines = [
-        f"mqtt-hk-bridge {m['commit']}, {m['cpus']} CPUs, Python {m['python']}, loopback",
+        measured_on(m, "loopback"),
         f"{report['connections']} silent connections held {report['hold_s']:g} s",
         "",
         f"{'open files':>10}{'opened':>8}{'log bytes':>11}{'exhausted':>11}"

@@ -22,6 +22,7 @@ from bench.event_latency import (
     PIN,
     PRODUCTION,
     isolated_changes,
+    measured_on,
     meta,
     stat_header,
     stat_row,
@@ -269,11 +270,9 @@ async def served_after_start(
 def render(report: dict[str, Any]) -> str:
     figures, startup = report["latency"], report["startup"]
     m = report["meta"]
-    dirty = " (+ uncommitted changes)" if m["uncommitted_bridge_changes"] else ""
     return "\n".join(
         [
-            f"mqtt-hk-bridge {m['commit']}{dirty}, {m['cpus']} CPUs, Python {m['python']}, "
-            f"event_window {m['timing']['event_window']} s, loopback",
+            measured_on(m, f"event_window {m['timing']['event_window']} s, loopback"),
             "",
             stat_header("MQTT publish -> HAP event, isolated change (ms)"),
             stat_row("seed layout: one plain value", figures["seed"]),

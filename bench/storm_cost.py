@@ -39,6 +39,7 @@ from bench.event_latency import (
     PRODUCTION,
     CharId,
     isolated_changes,
+    measured_on,
     meta,
     near,
     stat_header,
@@ -280,10 +281,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def render(report: dict[str, Any]) -> str:
     m = report["meta"]
-    dirty = " (+ uncommitted changes)" if m["uncommitted_bridge_changes"] else ""
     count = int(report["rate"] * report["seconds"])
     lines = [
-        f"mqtt-hk-bridge {m['commit']}{dirty}, {m['cpus']} CPUs, Python {m['python']}, loopback",
+        measured_on(m, "loopback"),
         f"{report['sensors']} sensors; storm {report['rate']} msg/s x {report['seconds']:g} s "
         f"({count} publishes) round-robin over them",
         "",
