@@ -56,9 +56,13 @@ def setup_code(value: Any) -> str:
     return text
 
 
+def _is_topic_level(text: str) -> bool:
+    return bool(text) and not any(c in text for c in "/+#\x00")
+
+
 def topic_level(value: Any) -> str:
     text = str(value)
-    if not text or any(c in text for c in "/+#\x00"):
+    if not _is_topic_level(text):
         raise vol.Invalid("must be one topic level: non-empty, without / + # or NUL")
     return text
 
@@ -91,7 +95,7 @@ def instance_name(value: Any) -> str:
 def device_pattern(value: Any) -> str:
     """A device-id glob of `device_filter`: `*` any characters, `?` one, `[ab]` one of."""
     text = str(value)
-    if not text or any(c in text for c in "/+#\x00"):
+    if not _is_topic_level(text):
         raise vol.Invalid(
             f"{text!r}: a pattern matches device ids (one topic level), such as kitchen_*; "
             "use * and ?, not / + or #"
